@@ -1,0 +1,49 @@
+"""A pipeline check that a loaded mask holds train ids only, so a bad mask never trains or scores silently.
+
+Without it a value such as 33 (a raw Cityscapes *label id*) crashes the loss with an index error
+that names no file, or, in evaluation, is silently dropped by ``IoUMetric``'s histogram.
+"""
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmseg.registry import TRANSFORMS
+
+
+@TRANSFORMS.register_module()
+class CheckSegMap(BaseTransform):
+    """Raise a ``ValueError`` naming the file if ``gt_seg_map`` is not ``0..num_classes-1`` or ``ignore_index``.
+
+    Place it right after ``LoadAnnotations``. It also checks that the mask is one channel and has the
+    image's original size (``ori_shape``), which catches an image paired with the wrong mask.
+
+    Args:
+        num_classes: number of train ids (19 for Cityscapes).
+        ignore_index: the one other value allowed (255).
+    """
+
+    def __init__(self, num_classes=19, ignore_index=255):
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+
+    def transform(self, results):
+        seg = results['gt_seg_map']
+        path = results.get('seg_map_path', '<unknown mask>')
+        if seg.ndim != 2:
+            raise ValueError(f'mask {path} has shape {seg.shape}; expected one channel of train ids '
+                             '(a *_color.png or RGB file instead of *_labelTrainIds.png?)')
+        ori_shape = results.get('ori_shape')
+        if ori_shape is not None and tuple(seg.shape) != tuple(ori_shape[:2]):
+            raise ValueError(f'image/mask pairing mismatch: mask {path} is {tuple(seg.shape)} but image '
+                             f'{results.get("img_path")} is {tuple(ori_shape[:2])}')
+        counts = np.bincount(seg.ravel().astype(np.int64), minlength=self.ignore_index + 1)
+        counts[:self.num_classes] = 0
+        counts[self.ignore_index] = 0
+        bad = np.flatnonzero(counts)
+        if bad.size:
+            raise ValueError(
+                f'mask {path} holds values {bad.tolist()} ({int(counts.sum())} pixels); allowed are train ids '
+                f'0..{self.num_classes - 1} and {self.ignore_index} (ignore). Raw *_labelIds.png must be '
+                'converted with tools/data/prepare_cityscapes.py')
+        return results
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}(num_classes={self.num_classes}, ignore_index={self.ignore_index})'
