@@ -1,0 +1,107 @@
+// ATen entry points of the CPU kernels, registered as torch.ops.sau_core_cpu.{forward,backward}.
+// sau_core/op.py calls them from the CPU implementation of the public op sau_core::sau; the layout
+// (rows, cols, channel_on_cols) is computed there, once for every backend.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <tuple>
+#include <vector>
+
+#include "sau_cpu_kernel.h"
+
+namespace sau_core {
+namespace {
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return has;
+}
+
+Layout make_layout(const at::Tensor& x, const at::Tensor& alpha, int64_t rows, int64_t cols, bool channel_on_cols) {
+  TORCH_CHECK(x.is_non_overlapping_and_dense(), "sau_core_cpu: x must be dense in memory");
+  TORCH_CHECK(rows * cols == x.numel(), "sau_core_cpu: rows*cols must equal x.numel()");
+  const int64_t channels = alpha.numel();
+  TORCH_CHECK(channels >= 1, "sau_core_cpu: alpha is empty");
+  TORCH_CHECK(channel_on_cols ? channels == cols : x.numel() == 0 || rows % channels == 0,
+              "sau_core_cpu: alpha does not match the layout");
+  return Layout{rows, cols, channels, channel_on_cols};
+}
+
+at::Tensor sau_forward(const at::Tensor& x, const at::Tensor& alpha, double n, bool zero_centred, int64_t rows,
+                       int64_t cols, bool channel_on_cols) {
+  const Layout layout = make_layout(x, alpha, rows, cols, channel_on_cols);
+  at::Tensor y = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sau_forward", [&] {
+    using Acc = at::opmath_type<scalar_t>;
+    const at::Tensor a = alpha.to(c10::CppTypeToScalarType<Acc>::value).contiguous();
+    auto kernel = cpu_has_avx2() ? &avx2::forward<scalar_t, Acc> : &generic::forward<scalar_t, Acc>;
+    kernel(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), a.const_data_ptr<Acc>(),
+           static_cast<Acc>(n), zero_centred, layout);
+  });
+  return y;
+}
+
+// Returns (grad_x, grad_alpha, grad_n); grad_alpha and grad_n are in the compute type (float or double) and
+// are empty when not requested. The piece partials are summed in a fixed order, in double.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> sau_backward(const at::Tensor& grad_y, const at::Tensor& x,
+                                                            const at::Tensor& alpha, double n, bool zero_centred,
+                                                            int64_t rows, int64_t cols, bool channel_on_cols,
+                                                            bool need_alpha, bool need_n) {
+  const Layout layout = make_layout(x, alpha, rows, cols, channel_on_cols);
+  TORCH_CHECK(grad_y.sizes() == x.sizes() && grad_y.strides() == x.strides() &&
+                  grad_y.scalar_type() == x.scalar_type(),
+              "sau_core_cpu: grad_y must match x in shape, strides and dtype");
+  at::Tensor grad_x = at::empty_like(x);
+  at::Tensor grad_alpha, grad_n;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sau_backward", [&] {
+    using Acc = at::opmath_type<scalar_t>;
+    const auto acc_type = c10::CppTypeToScalarType<Acc>::value;
+    const at::Tensor a = alpha.to(acc_type).contiguous();
+    const int64_t pieces = num_pieces(layout);
+    const int64_t alpha_partials = pieces * (channel_on_cols ? cols : 1);
+    std::vector<Acc> alpha_pieces(need_alpha ? alpha_partials : 0, Acc(0));
+    std::vector<Acc> n_pieces(need_n ? pieces : 0, Acc(0));
+    auto kernel = cpu_has_avx2() ? &avx2::backward<scalar_t, Acc> : &generic::backward<scalar_t, Acc>;
+    kernel(grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>(),
+           a.const_data_ptr<Acc>(), static_cast<Acc>(n), zero_centred, layout,
+           need_alpha ? alpha_pieces.data() : nullptr, need_n ? n_pieces.data() : nullptr);
+    if (need_alpha) {
+      std::vector<double> sums(layout.channels, 0.0);
+      if (channel_on_cols) {
+        for (int64_t p = 0; p < pieces; ++p)
+          for (int64_t c = 0; c < cols; ++c) sums[c] += alpha_pieces[p * cols + c];
+      } else {
+        const int64_t per_row = pieces_per_row(layout);
+        for (int64_t p = 0; p < pieces; ++p) sums[(p / per_row) % layout.channels] += alpha_pieces[p];
+      }
+      grad_alpha = at::empty({layout.channels}, x.options().dtype(acc_type));
+      Acc* out = grad_alpha.mutable_data_ptr<Acc>();
+      for (int64_t c = 0; c < layout.channels; ++c) out[c] = static_cast<Acc>(sums[c]);
+    }
+    if (need_n) {
+      double sum = 0.0;
+      for (Acc v : n_pieces) sum += v;
+      grad_n = at::scalar_tensor(sum, x.options().dtype(acc_type));
+    }
+  });
+  if (!grad_alpha.defined()) grad_alpha = at::empty({0}, x.options());
+  if (!grad_n.defined()) grad_n = at::empty({0}, x.options());
+  return {grad_x, grad_alpha, grad_n};
+}
+
+}  // namespace
+}  // namespace sau_core
+
+TORCH_LIBRARY(sau_core_cpu, m) {
+  m.def("forward(Tensor x, Tensor alpha, float n, bool zero_centred, int rows, int cols, bool channel_on_cols)"
+        " -> Tensor");
+  m.def("backward(Tensor grad_y, Tensor x, Tensor alpha, float n, bool zero_centred, int rows, int cols,"
+        " bool channel_on_cols, bool need_alpha, bool need_n) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(sau_core_cpu, CPU, m) {
+  m.impl("forward", &sau_core::sau_forward);
+  m.impl("backward", &sau_core::sau_backward);
+}

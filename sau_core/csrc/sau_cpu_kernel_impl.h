@@ -1,0 +1,274 @@
+// Body of the CPU kernels. Included by one translation unit per instruction set, which first defines
+// CPU_CAPABILITY (ATen's vector namespace) and SAU_KERNEL_NS (our namespace for that build).
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "sau_cpu_kernel.h"
+
+namespace sau_core {
+namespace SAU_KERNEL_NS {
+namespace {
+
+using at::vec::Vectorized;
+
+// Reduced-precision inputs are converted to Acc in chunks that stay in L1.
+constexpr int64_t kChunk = 512;
+// Enough elements per parallel task to amortise the thread hand-off.
+constexpr int64_t kGrainElements = 32768;
+
+template <typename Acc>
+struct Constants {
+  using Vec = Vectorized<Acc>;
+  explicit Constants(Acc n_)
+      : n(n_), inv_n(Acc(1) / n_), gauss_scale(Acc(1) / (n_ * Acc(2.5066282746310002))),
+        half(Acc(0.5)), one(Acc(1)), minus_half(Acc(-0.5)), inv_sqrt2(Acc(0.70710678118654752)),
+        min_exponent(-underflow_exponent(Acc(1) / (n_ * Acc(2.5066282746310002)))) {}
+  Vec n, inv_n, gauss_scale, half, one, minus_half, inv_sqrt2, min_exponent;
+
+  // Below exp(-q), gauss = exp(-q)*gauss_scale (and the products made from it) would be subnormal, which
+  // costs a microcode assist per lane, ~10x the whole kernel. There the Gaussian term is < 1e-30 of x*slope
+  // and is set to exactly 0. q >= 20 keeps erf (which uses the same exponential) exact to float precision.
+  static Acc underflow_exponent(Acc scale) {
+    const Acc q = -std::log(std::numeric_limits<Acc>::min()) - Acc(2) + std::log(scale);
+    return std::max(q, Acc(20));
+  }
+};
+
+// erf(z) given exp(-z^2): Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula ATen's AVX2 erf uses.
+// SAU needs exp(-(n*x)^2/2) = exp(-z^2) for its Gaussian term anyway, so one exponential serves both.
+inline Vectorized<float> erf_given_exp(const Vectorized<float>& z, const Vectorized<float>& exp_minus_z2) {
+  using Vec = Vectorized<float>;
+  const Vec one(1.0f);
+  const Vec t = one / at::vec::fmadd(Vec(0.3275911f), z.abs(), one);
+  Vec r = at::vec::fmadd(Vec(1.061405429f), t, Vec(-1.453152027f));
+  r = at::vec::fmadd(r, t, Vec(1.421413741f));
+  r = at::vec::fmadd(r, t, Vec(-0.284496736f));
+  r = at::vec::fmadd(r, t, Vec(0.254829592f));
+  const Vec magnitude = one - r * t * exp_minus_z2;
+  return Vec::blendv(magnitude, Vec(0.0f) - magnitude, z < Vec(0.0f));
+}
+
+// Shared by forward and backward: with t = n*x,
+//   gauss = exp(-t^2/2) / (n*sqrt(2*pi)),  erf = erf(t/sqrt(2)),  slope = (1+a)/2 + (1-a)/2*erf = dSAU/dx.
+// SAU(x) = x*slope + (1-a)*gauss; writing it this way keeps x = -inf finite-slope (a*x) instead of inf-inf.
+template <typename Acc>
+struct Terms {
+  Vectorized<Acc> gauss, erf, slope, one_minus_a;
+};
+
+template <typename Acc>
+inline Terms<Acc> terms(const Vectorized<Acc>& x, const Vectorized<Acc>& a, const Constants<Acc>& k) {
+  const auto t = x * k.n;
+  const auto z = t * k.inv_sqrt2;
+  const auto exponent = t * t * k.minus_half;
+  const auto exp_minus_z2 = Vectorized<Acc>::blendv(at::vec::maximum(exponent, k.min_exponent).exp_u20(),
+                                                    Vectorized<Acc>(Acc(0)), exponent < k.min_exponent);
+  Terms<Acc> r;
+  r.gauss = exp_minus_z2 * k.gauss_scale;
+  if constexpr (std::is_same_v<Acc, float>) {
+    r.erf = erf_given_exp(z, exp_minus_z2);
+  } else {
+    r.erf = z.erf();  // double: keep Sleef's 1-ulp erf, precision matters more than speed there
+  }
+  r.one_minus_a = k.one - a;
+  r.slope = (k.one + a + r.one_minus_a * r.erf) * k.half;
+  return r;
+}
+
+template <typename Acc>
+inline Vectorized<Acc> load(const Acc* p, int64_t count) {
+  return count == Vectorized<Acc>::size() ? Vectorized<Acc>::loadu(p) : Vectorized<Acc>::loadu(p, count);
+}
+
+template <typename Acc>
+inline void store(const Vectorized<Acc>& v, Acc* p, int64_t count) {
+  if (count == Vectorized<Acc>::size()) {
+    v.store(p);
+  } else {
+    v.store(p, count);
+  }
+}
+
+// Calls body(acc_in..., offset, count) over [0, len) in chunks, converting T <-> Acc when they differ.
+template <typename T, typename Acc, int kIn, int kOut, typename Body>
+inline void for_chunks(const T* const (&in)[kIn], T* const (&out)[kOut], int64_t len, Body body) {
+  if constexpr (std::is_same_v<T, Acc>) {
+    body(in, out, int64_t(0), len);
+  } else {
+    Acc in_buf[kIn][kChunk];
+    Acc out_buf[kOut][kChunk];
+    for (int64_t s = 0; s < len; s += kChunk) {
+      const int64_t m = std::min(kChunk, len - s);
+      const Acc* in_ptr[kIn];
+      Acc* out_ptr[kOut];
+      for (int j = 0; j < kIn; ++j) {
+        at::vec::convert(in[j] + s, in_buf[j], m);
+        in_ptr[j] = in_buf[j];
+      }
+      for (int j = 0; j < kOut; ++j) out_ptr[j] = out_buf[j];
+      body(in_ptr, out_ptr, s, m);
+      for (int j = 0; j < kOut; ++j) at::vec::convert(out_buf[j], out[j] + s, m);
+    }
+  }
+}
+
+// One contiguous span whose alpha is either per element (kAlphaPerElement, alpha[i]) or one value.
+template <typename T, typename Acc, bool kZeroCentred, bool kAlphaPerElement>
+void forward_span(const T* x, T* y, int64_t len, const Acc* alpha, const Constants<Acc>& k) {
+  using Vec = Vectorized<Acc>;
+  const T* const in[1] = {x};
+  T* const out[1] = {y};
+  for_chunks<T, Acc, 1, 1>(in, out, len, [&](const auto& xs, const auto& ys, int64_t base, int64_t m) {
+    for (int64_t i = 0; i < m; i += Vec::size()) {
+      const int64_t c = std::min<int64_t>(Vec::size(), m - i);
+      const Vec a = kAlphaPerElement ? load(alpha + base + i, c) : Vec(alpha[0]);
+      const Vec xv = load(xs[0] + i, c);
+      const auto tm = terms(xv, a, k);
+      // Zero-centred variant: the Gaussian term is multiplied by x.
+      const Vec yv = kZeroCentred ? xv * (tm.slope + tm.one_minus_a * tm.gauss) : xv * tm.slope + tm.one_minus_a * tm.gauss;
+      store(yv, ys[0] + i, c);
+    }
+  });
+}
+
+// Backward of one span. Accumulates grad_alpha into acc_alpha (one vector, or one Acc per element when
+// kAlphaPerElement) and grad_n into acc_n; padded lanes carry grad_y = 0 and add nothing.
+template <typename T, typename Acc, bool kZeroCentred, bool kAlphaPerElement>
+void backward_span(const T* grad_y, const T* x, T* grad_x, int64_t len, const Acc* alpha, const Constants<Acc>& k,
+                   bool need_alpha, bool need_n, Vectorized<Acc>& acc_alpha, Acc* acc_alpha_per_element,
+                   Vectorized<Acc>& acc_n) {
+  using Vec = Vectorized<Acc>;
+  const T* const in[2] = {grad_y, x};
+  T* const out[1] = {grad_x};
+  for_chunks<T, Acc, 2, 1>(in, out, len, [&](const auto& ins, const auto& outs, int64_t base, int64_t m) {
+    for (int64_t i = 0; i < m; i += Vec::size()) {
+      const int64_t c = std::min<int64_t>(Vec::size(), m - i);
+      const Vec a = kAlphaPerElement ? load(alpha + base + i, c) : Vec(alpha[0]);
+      const Vec g = load(ins[0] + i, c);
+      const Vec xv = load(ins[1] + i, c);
+      const auto tm = terms(xv, a, k);
+      // dSAU/dx = slope (+ (1-a)*gauss for the zero-centred variant).
+      store(g * (kZeroCentred ? tm.slope + tm.one_minus_a * tm.gauss : tm.slope), outs[0] + i, c);
+      if (need_alpha) {
+        // dSAU/da = x/2*(1-erf) - gauss (the zero-centred variant: x*(...)).
+        const Vec upper = k.half * (k.one - tm.erf);
+        const Vec d_alpha = kZeroCentred ? xv * (upper - tm.gauss) : xv * upper - tm.gauss;
+        if constexpr (kAlphaPerElement) {
+          Acc* acc = acc_alpha_per_element + base + i;
+          store(load(acc, c) + g * d_alpha, acc, c);
+        } else {
+          acc_alpha = acc_alpha + g * d_alpha;
+        }
+      }
+      if (need_n) {
+        // dSAU/dn = -(1-a)*gauss/n; zero-centred: (1-a)*(gauss*n*x^2*(1-x) - gauss*x/n). The products are
+        // ordered so that gauss = 0 gives 0 even where x^3 would overflow.
+        const Vec d_n = kZeroCentred
+                            ? tm.one_minus_a * ((tm.gauss * k.n * xv) * xv * (k.one - xv) - tm.gauss * xv * k.inv_n)
+                            : Vec(Acc(0)) - tm.one_minus_a * tm.gauss * k.inv_n;
+        acc_n = acc_n + g * d_n;
+      }
+    }
+  });
+}
+
+template <typename Acc>
+inline Acc sum_lanes(const Vectorized<Acc>& v) {
+  return at::vec::vec_reduce_all<Acc>([](Vectorized<Acc>& a, Vectorized<Acc>& b) { return a + b; }, v);
+}
+
+// Runs piece_fn(p) over all pieces in parallel; pieces are fixed by the layout, not by the thread count.
+template <typename PieceFn>
+void for_pieces(const Layout& l, PieceFn piece_fn) {
+  const int64_t pieces = num_pieces(l);
+  const int64_t piece_elements = l.channel_on_cols ? rows_per_piece(l) * l.cols : std::min(l.cols, kPieceElements);
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, piece_elements));
+  at::parallel_for(0, pieces, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) piece_fn(p);
+  });
+}
+
+template <typename T, typename Acc, bool kZeroCentred>
+void forward_impl(const T* x, T* y, const Acc* alpha, Acc n, const Layout& l) {
+  const Constants<Acc> k(n);
+  for_pieces(l, [&](int64_t p) {
+    if (l.channel_on_cols) {
+      const int64_t r0 = p * rows_per_piece(l), r1 = std::min(l.rows, r0 + rows_per_piece(l));
+      for (int64_t r = r0; r < r1; ++r)
+        forward_span<T, Acc, kZeroCentred, true>(x + r * l.cols, y + r * l.cols, l.cols, alpha, k);
+    } else {
+      const int64_t row = p / pieces_per_row(l), offset = (p % pieces_per_row(l)) * kPieceElements;
+      const int64_t start = row * l.cols + offset, len = std::min(kPieceElements, l.cols - offset);
+      forward_span<T, Acc, kZeroCentred, false>(x + start, y + start, len, alpha + row % l.channels, k);
+    }
+  });
+}
+
+template <typename T, typename Acc, bool kZeroCentred>
+void backward_impl(const T* grad_y, const T* x, T* grad_x, const Acc* alpha, Acc n, const Layout& l,
+                   Acc* grad_alpha_pieces, Acc* grad_n_pieces) {
+  const Constants<Acc> k(n);
+  const bool need_alpha = grad_alpha_pieces != nullptr, need_n = grad_n_pieces != nullptr;
+  for_pieces(l, [&](int64_t p) {
+    Vectorized<Acc> acc_alpha(Acc(0)), acc_n(Acc(0));
+    if (l.channel_on_cols) {
+      Acc* acc_alpha_per_channel = need_alpha ? grad_alpha_pieces + p * l.cols : nullptr;
+      const int64_t r0 = p * rows_per_piece(l), r1 = std::min(l.rows, r0 + rows_per_piece(l));
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t start = r * l.cols;
+        backward_span<T, Acc, kZeroCentred, true>(grad_y + start, x + start, grad_x + start, l.cols, alpha, k,
+                                                  need_alpha, need_n, acc_alpha, acc_alpha_per_channel, acc_n);
+      }
+    } else {
+      const int64_t row = p / pieces_per_row(l), offset = (p % pieces_per_row(l)) * kPieceElements;
+      const int64_t start = row * l.cols + offset, len = std::min(kPieceElements, l.cols - offset);
+      backward_span<T, Acc, kZeroCentred, false>(grad_y + start, x + start, grad_x + start, len,
+                                                 alpha + row % l.channels, k, need_alpha, need_n, acc_alpha,
+                                                 nullptr, acc_n);
+      if (need_alpha) grad_alpha_pieces[p] = sum_lanes(acc_alpha);
+    }
+    if (need_n) grad_n_pieces[p] = sum_lanes(acc_n);
+  });
+}
+
+}  // namespace
+
+template <typename T, typename Acc>
+void forward(const T* x, T* y, const Acc* alpha, Acc n, bool zero_centred, const Layout& layout) {
+  if (zero_centred) {
+    forward_impl<T, Acc, true>(x, y, alpha, n, layout);
+  } else {
+    forward_impl<T, Acc, false>(x, y, alpha, n, layout);
+  }
+}
+
+template <typename T, typename Acc>
+void backward(const T* grad_y, const T* x, T* grad_x, const Acc* alpha, Acc n, bool zero_centred,
+              const Layout& layout, Acc* grad_alpha_pieces, Acc* grad_n_pieces) {
+  if (zero_centred) {
+    backward_impl<T, Acc, true>(grad_y, x, grad_x, alpha, n, layout, grad_alpha_pieces, grad_n_pieces);
+  } else {
+    backward_impl<T, Acc, false>(grad_y, x, grad_x, alpha, n, layout, grad_alpha_pieces, grad_n_pieces);
+  }
+}
+
+#define SAU_INSTANTIATE(T, Acc)                                                                          \
+  template void forward<T, Acc>(const T*, T*, const Acc*, Acc, bool, const Layout&);                    \
+  template void backward<T, Acc>(const T*, const T*, T*, const Acc*, Acc, bool, const Layout&, Acc*, Acc*);
+
+SAU_INSTANTIATE(float, float)
+SAU_INSTANTIATE(double, double)
+SAU_INSTANTIATE(c10::Half, float)
+SAU_INSTANTIATE(c10::BFloat16, float)
+#undef SAU_INSTANTIATE
+
+}  // namespace SAU_KERNEL_NS
+}  // namespace sau_core

@@ -1,0 +1,115 @@
+"""fairseq integration: ``--activation-fn sau`` and the paper's other baselines fairseq lacks.
+
+fairseq's activation lookup is closed in two places, both fixed when fairseq is imported:
+``utils.get_activation_fn`` is an if/elif chain ending in ``RuntimeError``, and the
+``activation_fn`` fields of ``TransformerConfig`` and the dataclass models are typed by a
+``ChoiceEnum`` built from ``utils.get_available_activation_fns()`` at class definition (Hydra also
+keeps a copy of each dataclass model as a config node). :func:`register` therefore
+
+1. wraps (never replaces) both functions: the names in :data:`ACTIVATIONS` give a fresh module
+   from :func:`sau_core.create_act_layer` on every call, so each FFN layer keeps its own SAU
+   (its own alpha) as a child module and the checkpoint holds one alpha per layer; every other
+   name goes to fairseq's own function;
+2. rebuilds the ChoiceEnum on every activation field of ``TransformerConfig`` and the registered
+   model dataclasses (argparse choices and OmegaConf validation read these);
+3. re-stores the Hydra config nodes of the dataclass models it changed.
+
+Importing this module calls :func:`register`; calling it again only refreshes (2) and (3), for
+models registered since. ``translation/`` (the fairseq ``--user-dir``) imports this module.
+"""
+import dataclasses
+import functools
+from enum import Enum
+
+from .activations import ACT_CFGS, create_act_layer
+
+#: the activations added to fairseq: the zoo's names fairseq lacks, plus ``swish``, whose fairseq
+#: version returns the ``nn.SiLU`` class instead of a function and is not in fairseq's choices.
+ACTIVATIONS = tuple(name for name in ACT_CFGS if name not in ('relu', 'gelu'))
+
+_MARK = '_sau_zoo_wrapped'
+_CHOICE_TYPES = {}  # tuple of choices -> its ChoiceEnum, so a repeated register() changes nothing
+
+
+def register():
+    """Add :data:`ACTIVATIONS` to fairseq's activation lookup, choices and Hydra nodes (idempotent)."""
+    from fairseq import utils
+
+    if not getattr(utils.get_activation_fn, _MARK, False):
+        utils.get_activation_fn = _wrap_get_activation_fn(utils.get_activation_fn)
+        utils.get_available_activation_fns = _wrap_available(utils.get_available_activation_fns)
+    _refresh_choices(utils.get_available_activation_fns())
+
+
+def _wrap_get_activation_fn(original):
+    @functools.wraps(original)
+    def get_activation_fn(activation):
+        name = str(activation)  # fairseq passes a str or a ChoiceEnum member
+        if name in ACTIVATIONS:
+            return create_act_layer(name)
+        return original(activation)
+
+    setattr(get_activation_fn, _MARK, True)
+    return get_activation_fn
+
+
+def _wrap_available(original):
+    @functools.wraps(original)
+    def get_available_activation_fns():
+        choices = list(original())
+        return choices + [name for name in ACTIVATIONS if name not in choices]
+
+    setattr(get_available_activation_fns, _MARK, True)
+    return get_available_activation_fns
+
+
+def _refresh_choices(choices):
+    """Retype every activation-choice field and re-store the Hydra nodes of the models changed."""
+    from fairseq.dataclass import ChoiceEnum
+    from fairseq.models import MODEL_DATACLASS_REGISTRY
+    from fairseq.models.transformer import TransformerConfig
+    from hydra.core.config_store import ConfigStore
+
+    fairseq_own = set(_unwrapped_available()())
+    new_type = _CHOICE_TYPES.setdefault(tuple(choices), ChoiceEnum(choices))
+    changed = {cls for cls in {TransformerConfig, *MODEL_DATACLASS_REGISTRY.values()}
+               if _retype(cls, fairseq_own, new_type)}
+    store = ConfigStore.instance()
+    for name, cls in MODEL_DATACLASS_REGISTRY.items():
+        if cls in changed:  # as fairseq.models.register_model stores them
+            node = cls()
+            node._name = name
+            store.store(name=name, group='model', node=node, provider='fairseq')
+    return changed
+
+
+def _retype(cls, fairseq_own, new_type):
+    """Give ``cls``'s activation-choice fields the type ``new_type``; True if any changed."""
+    changed = False
+    for f in dataclasses.fields(cls):
+        if _is_activation_choice(f.type, fairseq_own) and f.type is not new_type:
+            f.type = new_type  # Field objects are shared with subclasses that inherit the field
+            for klass in cls.__mro__:  # OmegaConf reads the annotations (typing.get_type_hints)
+                annotations = klass.__dict__.get('__annotations__', {})
+                if f.name in annotations:
+                    annotations[f.name] = new_type
+            changed = True
+    return changed
+
+
+def _is_activation_choice(field_type, fairseq_own):
+    """A ChoiceEnum offering at least fairseq's own activations (before or after a rebuild)."""
+    return (isinstance(field_type, type) and issubclass(field_type, Enum)
+            and fairseq_own <= {member.value for member in field_type})
+
+
+def _unwrapped_available():
+    from fairseq import utils
+
+    fn = utils.get_available_activation_fns
+    while getattr(fn, _MARK, False):
+        fn = fn.__wrapped__
+    return fn
+
+
+register()

@@ -1,0 +1,25 @@
+"""CPU backend: the C++ kernels in ``sau_core/csrc`` (AVX2 or portable, chosen at run time)."""
+import importlib.util
+
+import torch
+
+
+def _load_library():
+    spec = importlib.util.find_spec('sau_core._C')
+    if spec is None or spec.origin is None:
+        raise ImportError(
+            'sau_core was installed without its compiled CPU kernels (sau_core/_C*.so is missing). '
+            'Reinstall it from the repository root with: pip install --no-build-isolation -e .')
+    torch.ops.load_library(spec.origin)
+
+
+_load_library()
+
+
+def forward(x, alpha, n, zero_centred, layout):
+    return torch.ops.sau_core_cpu.forward(x, alpha, float(n), zero_centred, *layout)
+
+
+def backward(grad_y, x, alpha, n, zero_centred, layout, need_alpha, need_n):
+    return torch.ops.sau_core_cpu.backward(grad_y, x, alpha, float(n), zero_centred, *layout,
+                                           need_alpha, need_n)
