@@ -1,0 +1,69 @@
+"""Train an MMEngine config (detection, segmentation) or a fairseq config (translation).
+
+MMDetection's tools/train.py skeleton: load the config, apply the flags, ``Runner.from_cfg``,
+``runner.train()``. ``--act NAME`` swaps every activation of the model (the paper's baselines).
+"""
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+import zoo_cli
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model of the SAU zoo')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--amp', action='store_true', default=False,
+                        help='enable automatic-mixed-precision training (needs a GPU)')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from this checkpoint, or, with no path, from the latest '
+                        'checkpoint in the work directory')
+    parser.add_argument('--act', metavar='NAME',
+                        help='replace every activation of the model (act_cfg) by this one: '
+                        'relu, swish, leaky_relu, elu, softplus, gelu, prelu, relu6, sau')
+    parser.add_argument('--seed', type=int, help='random seed (overrides randomness.seed)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, key=value (mmengine DictAction)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    zoo_cli.set_local_rank(args)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = zoo_cli.load_config(args.config)
+    if zoo_cli.is_fairseq(cfg):
+        return zoo_cli.translation_runner().train(args)
+
+    zoo_cli.apply_common_options(cfg, args, args.config)
+    if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise zoo_cli.CLIError('--amp needs a CUDA GPU (MMEngine\'s AmpOptimWrapper)')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    # resume is determined in this priority: resume from > auto_resume
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not zoo_cli.osp.isfile(args.resume):
+            raise zoo_cli.CLIError(f'--resume: checkpoint not found: {args.resume}')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    zoo_cli.check_datasets(cfg, ['train_dataloader', 'val_dataloader'])
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(zoo_cli.run_main(main))
