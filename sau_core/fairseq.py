@@ -64,7 +64,7 @@ def _wrap_available(original):
 
 
 def _refresh_choices(choices):
-    """Retype every activation-choice field and re-store the Hydra nodes of the models changed."""
+    """Retype every activation-choice field and re-store the Hydra nodes of those models."""
     from fairseq.dataclass import ChoiceEnum
     from fairseq.models import MODEL_DATACLASS_REGISTRY
     from fairseq.models.transformer import TransformerConfig
@@ -72,29 +72,29 @@ def _refresh_choices(choices):
 
     fairseq_own = set(_unwrapped_available()())
     new_type = _CHOICE_TYPES.setdefault(tuple(choices), ChoiceEnum(choices))
-    changed = {cls for cls in {TransformerConfig, *MODEL_DATACLASS_REGISTRY.values()}
+    retyped = {cls for cls in {TransformerConfig, *MODEL_DATACLASS_REGISTRY.values()}
                if _retype(cls, fairseq_own, new_type)}
     store = ConfigStore.instance()
     for name, cls in MODEL_DATACLASS_REGISTRY.items():
-        if cls in changed:  # as fairseq.models.register_model stores them
+        if cls in retyped:  # as fairseq.models.register_model stores them
             node = cls()
             node._name = name
             store.store(name=name, group='model', node=node, provider='fairseq')
-    return changed
+    return retyped
 
 
 def _retype(cls, fairseq_own, new_type):
-    """Give ``cls``'s activation-choice fields the type ``new_type``; True if any changed."""
-    changed = False
+    """Give ``cls``'s activation-choice fields the type ``new_type``; True if it has any."""
+    found = False
     for f in dataclasses.fields(cls):
-        if _is_activation_choice(f.type, fairseq_own) and f.type is not new_type:
+        if _is_activation_choice(f.type, fairseq_own):
             f.type = new_type  # Field objects are shared with subclasses that inherit the field
             for klass in cls.__mro__:  # OmegaConf reads the annotations (typing.get_type_hints)
                 annotations = klass.__dict__.get('__annotations__', {})
                 if f.name in annotations:
                     annotations[f.name] = new_type
-            changed = True
-    return changed
+            found = True
+    return found
 
 
 def _is_activation_choice(field_type, fairseq_own):

@@ -64,12 +64,15 @@ struct Terms {
   Vectorized<Acc> gauss, erf, slope, one_minus_a;
 };
 
-template <typename Acc>
+// exp_u20 (a few ulp) is enough for the standard form. The zero-centred variant's dSAU/dx has terms of size
+// n*x*gauss that amplify the exponential's error, so it uses Sleef's 1-ulp exp.
+template <bool kPreciseExp, typename Acc>
 inline Terms<Acc> terms(const Vectorized<Acc>& x, const Vectorized<Acc>& a, const Constants<Acc>& k) {
   const auto t = x * k.n;
   const auto z = t * k.inv_sqrt2;
   const auto exponent = t * t * k.minus_half;
-  const auto exp_minus_z2 = Vectorized<Acc>::blendv(at::vec::maximum(exponent, k.min_exponent).exp_u20(),
+  const auto clamped = at::vec::maximum(exponent, k.min_exponent);
+  const auto exp_minus_z2 = Vectorized<Acc>::blendv(kPreciseExp ? clamped.exp() : clamped.exp_u20(),
                                                     Vectorized<Acc>(Acc(0)), exponent < k.min_exponent);
   Terms<Acc> r;
   r.gauss = exp_minus_z2 * k.gauss_scale;
@@ -131,7 +134,7 @@ void forward_span(const T* x, T* y, int64_t len, const Acc* alpha, const Constan
       const int64_t c = std::min<int64_t>(Vec::size(), m - i);
       const Vec a = kAlphaPerElement ? load(alpha + base + i, c) : Vec(alpha[0]);
       const Vec xv = load(xs[0] + i, c);
-      const auto tm = terms(xv, a, k);
+      const auto tm = terms<kZeroCentred>(xv, a, k);
       // Zero-centred variant: the Gaussian term is multiplied by x.
       const Vec yv = kZeroCentred ? xv * (tm.slope + tm.one_minus_a * tm.gauss) : xv * tm.slope + tm.one_minus_a * tm.gauss;
       store(yv, ys[0] + i, c);
@@ -154,9 +157,13 @@ void backward_span(const T* grad_y, const T* x, T* grad_x, int64_t len, const Ac
       const Vec a = kAlphaPerElement ? load(alpha + base + i, c) : Vec(alpha[0]);
       const Vec g = load(ins[0] + i, c);
       const Vec xv = load(ins[1] + i, c);
-      const auto tm = terms(xv, a, k);
-      // dSAU/dx = slope (+ (1-a)*gauss for the zero-centred variant).
-      store(g * (kZeroCentred ? tm.slope + tm.one_minus_a * tm.gauss : tm.slope), outs[0] + i, c);
+      const auto tm = terms<kZeroCentred>(xv, a, k);
+      // dSAU/dx = slope; zero-centred: slope + (1-a)*gauss*(1 + n^2*x*(1-x)), ordered so that gauss = 0
+      // gives 0 where x^2 would overflow.
+      const Vec d_x = kZeroCentred
+                          ? tm.slope + tm.one_minus_a * (tm.gauss + ((tm.gauss * k.n) * k.n * xv) * (k.one - xv))
+                          : tm.slope;
+      store(g * d_x, outs[0] + i, c);
       if (need_alpha) {
         // dSAU/da = x/2*(1-erf) - gauss (the zero-centred variant: x*(...)).
         const Vec upper = k.half * (k.one - tm.erf);

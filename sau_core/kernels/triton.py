@@ -70,9 +70,10 @@ def _sau_bwd_kernel(grad_y_ptr, x_ptr, grad_x_ptr, alpha_ptr, n_ptr, alpha_parti
                                               CHANNEL_ON_COLS, BLOCK_R, BLOCK_C, COMPUTE)
     g = tl.load(grad_y_ptr + offsets, mask=mask, other=0.0).to(COMPUTE)
     gauss, erf, slope = _terms(x, a, n)
-    # dSAU/dx = slope (+ (1-a)*gauss for the zero-centred variant)
+    # dSAU/dx = slope; zero-centred: slope + (1-a)*gauss*(1 + n^2*x*(1-x)), ordered so that gauss = 0
+    # gives 0 where x^2 would overflow.
     if ZERO_CENTRED:
-        grad_x = g * (slope + (1.0 - a) * gauss)
+        grad_x = g * (slope + (1.0 - a) * (gauss + ((gauss * n) * n * x) * (1.0 - x)))
     else:
         grad_x = g * slope
     tl.store(grad_x_ptr + offsets, grad_x.to(grad_x_ptr.dtype.element_ty), mask=mask)
