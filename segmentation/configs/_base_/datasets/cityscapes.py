@@ -12,3 +12,6 @@ val_dataloader = dict(dataset=dict(type=dataset_type, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])  # aAcc, mIoU, mAcc
 test_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])  # the same plus IoU.<class>
+# Shown by tools/train.py and tools/eval.py when a dataset path is missing.
+data_prepare_hint = ('download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from cityscapes-dataset.com, '
+                     'unzip them into data/cityscapes and run: python tools/data/prepare_cityscapes.py data/cityscapes')
