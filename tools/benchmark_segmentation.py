@@ -1,0 +1,147 @@
+"""Training-step time and peak memory of the segmentation U-Net with SAU vs ReLU, side by side.
+
+    python tools/benchmark_segmentation.py                       # full-width U-Net, batch 2 of 128x256
+    python tools/benchmark_segmentation.py --acts sau relu gelu --size 64 128 --batch 4 --threads 1
+
+Each activation runs in its own subprocess (so peak memory is its own), on the same seeded input and
+labels, the same config with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is
+forward + loss + backward + Adam update of the model as the config builds it (data loading excluded).
+Time: median over the timed steps, then the minimum over ``--repeats`` interleaved subprocess runs (the
+least-disturbed run on a shared machine). Peak memory, CPU: ``resource.getrusage(RUSAGE_SELF).ru_maxrss``
+after the steps minus before the first step (model and input already built), i.e. the peak resident
+memory the training steps add; CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEFAULT_CONFIG = osp.join(REPO, 'segmentation', 'configs', 'unet_sau_cityscapes.py')
+
+
+def worker(args):
+    """Runs in the subprocess: build, step, print one JSON line."""
+    import resource
+
+    import torch
+    sys.path.insert(0, REPO)
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import PixelData
+    from mmengine.utils import import_modules_from_strings
+
+    import sau_core
+    torch.set_num_threads(args.threads)
+    cfg = Config.fromfile(args.config)
+    import_modules_from_strings(cfg.custom_imports['imports'])
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    act = sau_core.act_cfg(args.worker)
+    for part in ('backbone', 'decode_head', 'auxiliary_head'):
+        cfg.model[part].act_cfg = act
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim_wrapper.optimizer.lr)
+    gen = torch.Generator().manual_seed(0)
+    h, w = args.size
+    x = torch.randn(args.batch, 3, h, w, generator=gen).to(device)
+    num_classes = cfg.model.decode_head.num_classes
+    samples = []
+    for _ in range(args.batch):
+        seg = torch.randint(0, num_classes, (1, h, w), generator=gen)
+        seg[:, :h // 8] = 255
+        s = SegDataSample(gt_sem_seg=PixelData(data=seg.to(device)))
+        s.set_metainfo(dict(img_shape=(h, w), pad_shape=(h, w), ori_shape=(h, w)))
+        samples.append(s)
+
+    def step():
+        losses = model(x, samples, mode='loss')
+        loss = sum(v for k, v in losses.items() if k.endswith('loss_ce'))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    cuda = device.type == 'cuda'
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    times = []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        step()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    if cuda:
+        peak_mib = (torch.cuda.max_memory_allocated() - before) / 2**20
+    else:
+        peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    n_act = sum(type(m).__name__ == act['type'] for m in model.modules())
+    print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), peak_mib=peak_mib,
+                          activations=n_act)))
+
+
+def run(args):
+    results = {a: [] for a in args.acts}
+    for r in range(args.repeats):
+        for act in (args.acts if r % 2 == 0 else args.acts[::-1]):  # interleave against drift
+            cmd = [sys.executable, __file__, '--worker', act, '--config', args.config, '--batch', str(args.batch),
+                   '--size', *map(str, args.size), '--steps', str(args.steps), '--warmup', str(args.warmup),
+                   '--threads', str(args.threads), '--device', args.device]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            if proc.returncode:
+                sys.exit(f'{act}: benchmark subprocess failed:\n{proc.stderr[-3000:]}')
+            results[act].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    best = {a: dict(step_s=min(r['step_s'] for r in rs), peak_mib=min(r['peak_mib'] for r in rs),
+                    activations=rs[0]['activations']) for a, rs in results.items()}
+    base = best.get(args.baseline)
+    print(f'config {osp.relpath(args.config, REPO)}; batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}; '
+          f'device {args.device}; {args.threads} thread(s); {args.steps} timed steps after {args.warmup}, '
+          f'best of {args.repeats} runs')
+    print(f'{"act":<11}{"layers":>7}{"step ms":>10}{"peak MiB":>10}'
+          + (f'{"time/" + args.baseline:>12}{"mem/" + args.baseline:>12}' if base else ''))
+    for act, b in best.items():
+        line = f'{act:<11}{b["activations"]:>7}{1000 * b["step_s"]:>10.1f}{b["peak_mib"]:>10.1f}'
+        if base:
+            line += f'{b["step_s"] / base["step_s"]:>12.3f}{b["peak_mib"] / base["peak_mib"]:>12.3f}'
+        print(line)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(settings=vars(args), runs=results, best=best), f, indent=2)
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', default=DEFAULT_CONFIG)
+    parser.add_argument('--acts', nargs='+', default=['relu', 'sau'])
+    parser.add_argument('--baseline', default='relu')
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, nargs=2, default=(128, 256), metavar=('H', 'W'))
+    parser.add_argument('--steps', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=int(os.environ.get('OMP_NUM_THREADS', 1)))
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--json', help='also write the raw runs here')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    run(args)
+
+
+if __name__ == '__main__':
+    main()
