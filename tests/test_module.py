@@ -1,0 +1,84 @@
+"""The SAU module, the activation table, bad input, and the MMEngine registration."""
+import pytest
+import torch
+
+from sau_core import ACT_CFGS, SAU, act_cfg, create_act_layer, sau
+
+
+def test_module_parameters_and_state_dict():
+    module = SAU(alpha=0.2, n=100.0, num_parameters=4)
+    assert [name for name, _ in module.named_parameters()] == ['alpha']
+    assert module.alpha.tolist() == pytest.approx([0.2] * 4)
+    assert set(module.state_dict()) == {'alpha', 'n'} and module.n.item() == 100.0
+    trainable = SAU(trainable_n=True)
+    assert {name for name, _ in trainable.named_parameters()} == {'alpha', 'n'}
+    assert 'trainable_n=True' in repr(trainable) and 'num_parameters=4' in repr(module)
+
+
+def test_trainable_n_and_per_channel_alpha_learn():
+    torch.manual_seed(0)
+    module = SAU(num_parameters=3, n=5.0, trainable_n=True)
+    x = torch.randn(16, 3, 4)
+    module(x).sum().backward()
+    assert module.alpha.grad.shape == (3,) and module.alpha.grad.abs().min() > 0
+    assert module.n.grad.shape == () and module.n.grad.item() != 0
+
+
+def test_module_follows_device_and_dtype():
+    module = SAU(num_parameters=2).double()
+    y = module(torch.randn(3, 2, dtype=torch.float64))
+    assert y.dtype == torch.float64
+    half = SAU().to(torch.bfloat16)
+    assert half(torch.randn(5, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_inplace_is_accepted_and_ignored():
+    x = torch.randn(4)
+    y = SAU(inplace=True)(x)
+    assert not torch.equal(x, y) or x.abs().max() == 0  # x itself is untouched
+    torch.testing.assert_close(y, sau(x))
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda: sau(torch.arange(4)), 'floating-point tensor'),
+    (lambda: sau(torch.randn(2, 3, 4), torch.full((4,), 0.1)), '4 per-channel alphas'),
+    (lambda: sau(torch.randn(5), torch.full((5,), 0.1)), 'no channels'),
+    (lambda: sau(torch.randn(2, 3), 0.15, 0.0), 'n > 0'),
+    (lambda: sau(torch.randn(2, 3), 0.15, -1.0), 'n > 0'),
+    (lambda: SAU(n=0), 'n > 0'),
+    (lambda: SAU(num_parameters=0), 'num_parameters'),
+    (lambda: sau(torch.randn(2, 3), torch.tensor([0.1], device='meta')), 'is on meta but the input is on cpu'),
+    (lambda: sau(torch.randn(2, 3), torch.tensor([1], dtype=torch.int64)), 'alpha must be a floating-point'),
+    (lambda: sau(torch.randn(2, 3), 0.15, torch.ones(2)), 'n must be a single value'),
+    (lambda: act_cfg('swishh'), "unknown activation 'swishh'; choose one of: relu, swish"),
+])
+def test_bad_input_gives_a_clear_value_error(call, message):
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
+        call()
+
+
+@pytest.mark.parametrize('name', list(ACT_CFGS))
+def test_every_paper_activation_builds_a_fresh_module(name):
+    first, second = create_act_layer(name), create_act_layer(name)
+    assert isinstance(first, torch.nn.Module) and first is not second
+    x = torch.linspace(-2, 2, 9).reshape(1, 9)
+    assert first(x).shape == x.shape
+    assert create_act_layer(None) is None
+
+
+def test_leaky_relu_uses_the_papers_slope():
+    assert create_act_layer('leaky_relu').negative_slope == 0.01
+
+
+def test_mmcv_builds_sau_from_act_cfg():
+    cnn = pytest.importorskip('mmcv.cnn')
+    import sau_core.mm  # noqa: F401  (registers SAU and Softplus)
+    conv = cnn.ConvModule(3, 8, 3, act_cfg=dict(type='SAU', alpha=0.3, num_parameters=8))
+    assert isinstance(conv.activate, SAU) and conv.activate.alpha.shape == (8,)
+    assert conv(torch.randn(1, 3, 6, 6)).shape == (1, 8, 4, 4)
+    for name in ACT_CFGS:  # every paper activation goes through ConvModule, which passes inplace=True
+        assert cnn.ConvModule(3, 4, 1, act_cfg=act_cfg(name))(torch.randn(1, 3, 2, 2)).shape == (1, 4, 2, 2)
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmseg.registry import MODELS as MMSEG_MODELS
+    assert isinstance(MMDET_MODELS.build(dict(type='SAU')), SAU)
+    assert isinstance(MMSEG_MODELS.build(dict(type='SAU')), SAU)
