@@ -7,9 +7,8 @@ import json
 import os.path as osp
 import sys
 
+import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
 from mmengine.config import DictAction
-
-import zoo_cli
 
 
 def parse_args(argv=None):

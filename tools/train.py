@@ -6,9 +6,8 @@ MMDetection's tools/train.py skeleton: load the config, apply the flags, ``Runne
 import argparse
 import sys
 
+import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
 from mmengine.config import DictAction
-
-import zoo_cli
 
 
 def parse_args(argv=None):

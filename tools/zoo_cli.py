@@ -6,6 +6,10 @@ configs (a top-level ``fairseq = dict(...)``) to ``translation.runner``.
 import os
 import os.path as osp
 import sys
+import warnings
+
+# setuptools<81 (needed for mmengine's mmdet:: config paths) warns on every mmengine/mmcv import
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

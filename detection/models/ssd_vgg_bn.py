@@ -64,3 +64,8 @@ class SSDVGGBN(SSDVGG):
         self.features = nn.Sequential(*layers)
         self.out_feature_indices = tuple(stage_ends[i] for i in out_indices)
         self.out_channels = tuple(layers[stage_ends[i]].conv.out_channels for i in out_indices)
+
+    def train(self, mode=True):
+        """``VGG.train`` (bn_eval, frozen_stages), returning ``self`` as ``nn.Module.train`` does."""
+        super().train(mode)
+        return self
