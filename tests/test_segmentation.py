@@ -5,6 +5,7 @@ tests that need a trained model. Data is generated per session under pytest's tm
 """
 import copy
 import functools
+import json
 import math
 import os
 import os.path as osp
@@ -415,8 +416,6 @@ def test_save_reload_evaluate_gives_the_same_numbers(trained, tiny_root, tmp_pat
 
 def test_train_tool_reports_a_missing_dataset_in_one_line(tmp_path):
     tool = osp.join(REPO, 'tools', 'train.py')
-    if not osp.isfile(tool):
-        pytest.skip('tools/train.py is not in this checkout')
     proc = subprocess.run(
         [sys.executable, tool, SAU_TINY, '--work-dir', str(tmp_path),
          '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/none'],
@@ -424,3 +423,20 @@ def test_train_tool_reports_a_missing_dataset_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     assert f'{tmp_path}/none' in proc.stderr and 'make_tiny_cityscapes.py' in proc.stderr
+
+
+def test_eval_tool_writes_the_metrics_with_per_class_iou(trained, tiny_root, tmp_path, monkeypatch):
+    import importlib.util
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # see test_save_reload_evaluate_...
+    monkeypatch.syspath_prepend(osp.join(REPO, 'tools'))
+    spec = importlib.util.spec_from_file_location('seg_eval_tool', osp.join(REPO, 'tools', 'eval.py'))
+    eval_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_tool)
+    out = str(tmp_path / 'metrics.json')
+    roots = [f'{k}.dataset.data_root={tiny_root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    assert eval_tool.main([SAU_TINY, osp.join(trained['work_dir'], 'epoch_30.pth'), '--out', out,
+                           '--work-dir', str(tmp_path), '--cfg-options', *roots]) == 0
+    with open(out) as f:
+        metrics = json.load(f)
+    assert metrics == pytest.approx({k: float(v) for k, v in trained['metrics'].items()}, nan_ok=True)
+    assert len([k for k in metrics if k.startswith('IoU.')]) == 19

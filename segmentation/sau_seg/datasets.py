@@ -31,7 +31,7 @@ class CheckedCityscapesDataset(CityscapesDataset):
         FileNotFoundError: the image or mask folder is missing, holds no ``*_leftImg8bit.png``, or an
             image has no ``*_gtFine_labelTrainIds.png`` (with a hint when ``*_labelIds.png`` is there,
             i.e. the download was not prepared).
-        ValueError: a mask has no image (the two folders do not pair up).
+        ValueError: a mask has no image (the two folders do not pair up; not checked with an ``ann_file``).
     """
 
     def load_data_list(self):
@@ -60,6 +60,8 @@ class CheckedCityscapesDataset(CityscapesDataset):
                 f'{len(missing)} of {len(data_list)} images under {img_dir!r} have no mask '
                 f'*{self.seg_map_suffix} under {seg_dir!r}: {_short_list(missing)}; {hint}')
 
+        if self.ann_file:  # a split file lists a subset: other masks in the folder are not orphans
+            return data_list
         expected = {osp.normpath(d['seg_map_path']) for d in data_list}
         orphans = []
         for dirpath, _, files in os.walk(seg_dir):
