@@ -295,6 +295,31 @@ def test_prepare_converts_a_download_and_reports_what_is_missing(tiny_root, tmp_
                for p in prepare_cityscapes.prepare(root, check_only=True, allow_subset=True, log=print))
 
 
+def test_prepare_rasterises_polygons_where_label_ids_are_missing(tiny_root, tmp_path, capsys):
+    root = str(tmp_path / 'polygons')
+    shutil.copytree(tiny_root, root)
+    stem = osp.join(root, 'gtFine', 'val', 'munster', 'munster_000001_000020_gtFine_')
+    os.remove(stem + 'labelIds.png')
+    os.remove(stem + 'labelTrainIds.png')
+    objects = [dict(label='sky', polygon=[[0, 0], [127, 0], [127, 31], [0, 31]]),
+               dict(label='road', polygon=[[0, 32], [127, 32], [127, 63], [0, 63]]),
+               dict(label='cargroup', polygon=[[10, 40], [20, 40], [20, 50], [10, 50]])]
+    with open(stem + 'polygons.json', 'w') as f:
+        json.dump(dict(imgHeight=64, imgWidth=128, objects=objects), f)
+    assert prepare_cityscapes.main([root, '--allow-subset']) == 0
+    seg = np.asarray(Image.open(stem + 'labelTrainIds.png'))
+    assert seg.shape == (64, 128)
+    assert (seg[:30] == 10).all() and (seg[55:] == 0).all() and (seg[42:49, 12:19] == 13).all()
+
+    os.remove(stem + 'labelTrainIds.png')
+    objects[0]['label'] = 'spaceship'
+    with open(stem + 'polygons.json', 'w') as f:
+        json.dump(dict(imgHeight=64, imgWidth=128, objects=objects), f)
+    capsys.readouterr()
+    assert prepare_cityscapes.main([root, '--allow-subset']) == 1
+    assert f'{stem}labelTrainIds.png: conversion failed (SystemExit' in capsys.readouterr().err
+
+
 def _png(content):
     import io
     return io.BytesIO(content)

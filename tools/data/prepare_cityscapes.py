@@ -94,8 +94,8 @@ def _convert_one(job):
         else:
             from cityscapesscripts.preparation.json2labelImg import json2labelImg
             json2labelImg(stem + POLYGONS_SUFFIX, dst, 'trainIds')
-    except Exception as e:
-        return f'{dst}: conversion failed ({e})'
+    except (Exception, SystemExit) as e:  # cityscapesscripts' printError exits on an unknown polygon label
+        return f'{dst}: conversion failed ({type(e).__name__}: {e})'
     return None
 
 
