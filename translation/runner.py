@@ -1,0 +1,196 @@
+"""Run a translation config through fairseq's own training and generation (no loop of our own).
+
+``tools/train.py`` and ``tools/eval.py`` call :func:`train` and :func:`evaluate` for configs with a
+top-level ``fairseq = dict(data=..., ref=..., train=dict(...), generate=dict(...))``. ``train`` and
+``generate`` hold fairseq's own command-line options by their ``dest`` names: ``adam_betas='(0.9,
+0.98)'`` becomes ``--adam-betas '(0.9, 0.98)'``, ``True`` a bare flag, ``None``/``False`` nothing.
+The full command is written to the work dir, so every run can be repeated with plain
+``fairseq-train``/``fairseq-generate``.
+"""
+import json
+import re
+import shlex
+from pathlib import Path
+
+USER_DIR = str(Path(__file__).resolve().parent)  # this folder is the fairseq --user-dir
+SRC, TGT = 'en', 'de'
+
+
+# --- config ------------------------------------------------------------------------------------
+def load_config(args):
+    """The config with ``--cfg-options`` merged, the ``--act`` override applied."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(args.config)
+    if getattr(args, 'cfg_options', None):
+        cfg.merge_from_dict(args.cfg_options)
+    if 'fairseq' not in cfg:
+        raise ValueError(f'{args.config} has no `fairseq = dict(...)`: not a translation config')
+    if getattr(args, 'act', None):
+        cfg.fairseq.train.activation_fn = args.act  # fairseq validates it against its choices
+    return cfg
+
+
+def to_argv(options):
+    """fairseq options dict -> command-line arguments, in the dict's order."""
+    argv = []
+    for key, value in options.items():
+        flag = '--' + key.replace('_', '-')
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def check_data(data):
+    """The binarized data folder, or a FileNotFoundError that says how to make it."""
+    path = Path(data)
+    missing = [f for f in (f'dict.{SRC}.txt', f'dict.{TGT}.txt') if not (path / f).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f'fairseq data directory {path} not found or not binarized (no {", ".join(missing)}); '
+            f'make it with tools/data/prepare_wmt14_en_de.py (tools/data/make_tiny_en_de.py for the tiny '
+            f'corpus) or point fairseq.data at it with --cfg-options fairseq.data=DIR')
+    return str(path)
+
+
+def _set_threads(fs):
+    if fs.get('torch_threads'):
+        import torch
+        torch.set_num_threads(int(fs.torch_threads))
+
+
+# --- training ----------------------------------------------------------------------------------
+def train(args):
+    """Train with ``fairseq_cli.train``; returns 0. The work dir gets the checkpoints and the command."""
+    cfg = load_config(args)
+    fs = cfg.fairseq
+    work_dir = Path(args.work_dir or cfg.get('work_dir') or Path('work_dirs', Path(args.config).stem))
+    options = dict(fs.train, save_dir=str(work_dir), user_dir=USER_DIR)
+    if getattr(args, 'seed', None) is not None:
+        options['seed'] = args.seed
+    if getattr(args, 'amp', False):
+        options['amp'] = True
+    resume = getattr(args, 'resume', False)
+    last = work_dir / 'checkpoint_last.pt'
+    if isinstance(resume, str) and resume not in ('auto', 'True'):
+        options['restore_file'] = resume  # --resume PATH
+    elif not resume and last.exists():
+        raise FileExistsError(f'{last} exists: pass --resume to continue that run, or another --work-dir')
+    argv = [check_data(fs.data)] + to_argv(options)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / 'fairseq_train.sh').write_text(shlex.join(['fairseq-train', *argv]) + '\n')
+    _set_threads(fs)
+
+    from fairseq import checkpoint_utils, options as fairseq_options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.distributed import utils as distributed_utils
+    from fairseq_cli import train as fairseq_train
+
+    # fairseq_cli.train.cli_main, with our arguments instead of sys.argv
+    parser = fairseq_options.get_training_parser()
+    namespace = fairseq_options.parse_args_and_arch(parser, input_args=argv)
+    distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), fairseq_train.main)
+    best = getattr(checkpoint_utils.save_checkpoint, 'best', None)
+    print(f'translation train done: activation {options["activation_fn"]}, best valid loss '
+          f'{best if best is None else round(best, 3)}, checkpoints in {work_dir}', flush=True)
+    return 0
+
+
+# --- evaluation --------------------------------------------------------------------------------
+def evaluate(args):
+    """Beam-search the test set with ``fairseq_cli.generate``; return sacreBLEU and tokenized BLEU."""
+    cfg = load_config(args)
+    fs = cfg.fairseq
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f'checkpoint {checkpoint} not found')
+    generate = dict(fs.generate)
+    subset = generate.get('gen_subset', 'test')
+    results = checkpoint.with_name(f'{checkpoint.stem}_generate')
+    options = dict(generate, path=str(checkpoint), user_dir=USER_DIR, results_path=str(results))
+    argv = [check_data(fs.data)] + to_argv(options)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / 'fairseq_generate.sh').write_text(shlex.join(['fairseq-generate', *argv]) + '\n')
+    _set_threads(fs)
+
+    from fairseq import options as fairseq_options
+    from fairseq_cli import generate as fairseq_generate
+
+    parser = fairseq_options.get_generation_parser()
+    fairseq_generate.main(fairseq_options.parse_args_and_arch(parser, input_args=argv))
+
+    hyps, refs = read_generate_output(results / f'generate-{subset}.txt')
+    ref_file = fs.get('ref') if subset == 'test' else None
+    raw_refs = Path(ref_file).read_text(encoding='utf-8').splitlines() if ref_file and Path(ref_file).exists() else None
+    metrics = score(hyps, refs, raw_refs)
+    metrics.update(checkpoint=str(checkpoint), subset=subset, generate_output=str(results))
+    (results / 'metrics.json').write_text(json.dumps(metrics, indent=2) + '\n')
+    print_table(metrics)
+    print(f'translation eval: sacreBLEU {metrics["sacrebleu"]:.2f} (detok), '
+          f'tokenized compound-split BLEU {metrics["tok_bleu_compound_split"]:.2f}', flush=True)
+    return metrics
+
+
+def read_generate_output(path):
+    """Tokenized hypotheses (H) and references (T), by sentence id, from fairseq-generate's output."""
+    hyps, refs = {}, {}
+    for line in Path(path).read_text(encoding='utf-8').splitlines():
+        kind, _, rest = line.partition('-')
+        if kind in ('H', 'T') and '\t' in rest:
+            fields = rest.split('\t')
+            if kind == 'H':
+                hyps.setdefault(int(fields[0]), fields[2] if len(fields) > 2 else '')  # best of n-best
+            else:
+                refs[int(fields[0])] = fields[1]
+    ids = sorted(hyps)
+    return [hyps[i] for i in ids], [refs.get(i, '') for i in ids]
+
+
+def compound_split(line):
+    """fairseq's scripts/compound_split_bleu.sh: ``a-b`` -> ``a ##AT##-##AT## b``."""
+    return re.sub(r'(\S)-(\S)', r'\1 ##AT##-##AT## \2', line)
+
+
+def score(hyps, refs, raw_refs=None):
+    """Both BLEU conventions for tokenized ``hyps``/``refs`` (one per test sentence, in order).
+
+    ``sacrebleu``: the hypotheses Moses-detokenized (as fairseq's ``--tokenizer moses`` does) against
+    the untouched reference text ``raw_refs`` (else the detokenized ``refs``), sacreBLEU defaults.
+    ``tok_bleu_compound_split``: tokenized hypotheses against tokenized references with compound
+    splitting, no further tokenization (what fairseq's examples report for WMT14 En-De).
+    """
+    from sacremoses import MosesDetokenizer
+    from sacrebleu.metrics import BLEU
+
+    detok = MosesDetokenizer(lang=TGT)
+    detok_hyps = [detok.detokenize(h.split()) for h in hyps]
+    if raw_refs is None:
+        raw_refs, ref_source = [detok.detokenize(r.split()) for r in refs], 'detokenized fairseq targets'
+    else:
+        ref_source = 'raw reference file'
+    if len(raw_refs) != len(detok_hyps):
+        raise ValueError(f'{len(detok_hyps)} hypotheses but {len(raw_refs)} reference lines')
+    bleu = BLEU()
+    sacre = bleu.corpus_score(detok_hyps, [raw_refs])
+    tok = BLEU(tokenize='none', force=True).corpus_score([compound_split(h) for h in hyps],
+                                                        [[compound_split(r) for r in refs]])
+    return {'sacrebleu': round(sacre.score, 2), 'sacrebleu_signature': str(bleu.get_signature()),
+            'sacrebleu_reference': ref_source, 'tok_bleu_compound_split': round(tok.score, 2),
+            'sentences': len(hyps)}
+
+
+def print_table(metrics):
+    rows = [('metric', 'value'), ('sacreBLEU (detok)', f'{metrics["sacrebleu"]:.2f}'),
+            ('tokenized BLEU, compound split', f'{metrics["tok_bleu_compound_split"]:.2f}'),
+            ('sentences', str(metrics['sentences'])), ('sacreBLEU signature', metrics['sacrebleu_signature'])]
+    width = max(len(r[0]) for r in rows)
+    for i, (k, v) in enumerate(rows):
+        print(f'{k:<{width}}  {v}')
+        if i == 0:
+            print('-' * width + '  ' + '-' * len(rows[-1][1]))
