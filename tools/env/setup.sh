@@ -21,7 +21,8 @@ if [ ! -x "$PY" ]; then
 fi
 pip() { "$PY" -m pip --disable-pip-version-check "$@"; }
 
-echo "== base: torch, numpy, build tools"
+echo "== base: pip, torch, numpy, build tools"
+pip install -q pip==25.3  # >= 25.3 for `pip wheel --build-constraint` (fairseq's build); venvs start older
 pip install -q -r requirements/base.txt
 
 echo "== mmcv 2.1.0 with compiled ops"
