@@ -9,6 +9,10 @@ import sys
 import warnings
 
 # setuptools<81 (needed for mmengine's mmdet:: config paths) warns on every mmengine/mmcv import
+# mmengine 0.10.7 calls torch.load without weights_only, and torch >= 2.6 defaults it to True, which
+# refuses MMEngine's own checkpoints (they pickle the message hub); restore the old default here,
+# in the CLIs only: load checkpoints you trust, as with any pickle
+os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

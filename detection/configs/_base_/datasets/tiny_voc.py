@@ -12,6 +12,7 @@ train_pipeline = [
     dict(type='PackDetInputs')
 ]
 train_dataloader = dict(
+    batch_size=4,
     num_workers=0,
     persistent_workers=False,  # must be False with num_workers=0
     dataset=dict(
