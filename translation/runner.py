@@ -7,6 +7,7 @@ top-level ``fairseq = dict(data=..., ref=..., train=dict(...), generate=dict(...
 The full command is written to the work dir, so every run can be repeated with plain
 ``fairseq-train``/``fairseq-generate``.
 """
+import contextlib
 import json
 import re
 import shlex
@@ -59,15 +60,46 @@ def check_data(data):
     return str(path)
 
 
-def _set_threads(fs):
+@contextlib.contextmanager
+def _torch_threads(fs):
+    """``fairseq.torch_threads`` for the duration of a run (the caller's setting is restored)."""
+    import torch
+
+    before = torch.get_num_threads()
     if fs.get('torch_threads'):
-        import torch
         torch.set_num_threads(int(fs.torch_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _log_to(path):
+    """Copy every log record (fairseq's train_inner/valid lines included) to ``path`` during a run."""
+    import logging
+
+    handler = logging.FileHandler(path, encoding='utf-8')
+    handler.setFormatter(logging.Formatter('%(asctime)s | %(levelname)s | %(name)s | %(message)s'))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
 
 
 # --- training ----------------------------------------------------------------------------------
 def train(args):
-    """Train with ``fairseq_cli.train``; returns 0. The work dir gets the checkpoints and the command."""
+    """Train with ``fairseq_cli.train``; returns 0.
+
+    The work dir gets the checkpoints, the command (``fairseq_train.sh``) and the log
+    (``fairseq_train.log``, appended to on ``--resume``).
+    """
     cfg = load_config(args)
     fs = cfg.fairseq
     work_dir = Path(args.work_dir or cfg.get('work_dir') or Path('work_dirs', Path(args.config).stem))
@@ -85,7 +117,6 @@ def train(args):
     argv = [check_data(fs.data)] + to_argv(options)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / 'fairseq_train.sh').write_text(shlex.join(['fairseq-train', *argv]) + '\n')
-    _set_threads(fs)
 
     from fairseq import checkpoint_utils, options as fairseq_options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -95,7 +126,8 @@ def train(args):
     # fairseq_cli.train.cli_main, with our arguments instead of sys.argv
     parser = fairseq_options.get_training_parser()
     namespace = fairseq_options.parse_args_and_arch(parser, input_args=argv)
-    distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), fairseq_train.main)
+    with _torch_threads(fs), _log_to(work_dir / 'fairseq_train.log'):
+        distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), fairseq_train.main)
     best = getattr(checkpoint_utils.save_checkpoint, 'best', None)
     print(f'translation train done: activation {options["activation_fn"]}, best valid loss '
           f'{best if best is None else round(best, 3)}, checkpoints in {work_dir}', flush=True)
@@ -107,6 +139,7 @@ def evaluate(args):
     """Beam-search the test set with ``fairseq_cli.generate``; return sacreBLEU and tokenized BLEU."""
     cfg = load_config(args)
     fs = cfg.fairseq
+    data = check_data(fs.data)
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f'checkpoint {checkpoint} not found')
@@ -114,16 +147,17 @@ def evaluate(args):
     subset = generate.get('gen_subset', 'test')
     results = checkpoint.with_name(f'{checkpoint.stem}_generate')
     options = dict(generate, path=str(checkpoint), user_dir=USER_DIR, results_path=str(results))
-    argv = [check_data(fs.data)] + to_argv(options)
+    argv = [data] + to_argv(options)
     results.mkdir(parents=True, exist_ok=True)
     (results / 'fairseq_generate.sh').write_text(shlex.join(['fairseq-generate', *argv]) + '\n')
-    _set_threads(fs)
 
     from fairseq import options as fairseq_options
     from fairseq_cli import generate as fairseq_generate
 
     parser = fairseq_options.get_generation_parser()
-    fairseq_generate.main(fairseq_options.parse_args_and_arch(parser, input_args=argv))
+    namespace = fairseq_options.parse_args_and_arch(parser, input_args=argv)
+    with _torch_threads(fs):
+        fairseq_generate.main(namespace)
 
     hyps, refs = read_generate_output(results / f'generate-{subset}.txt')
     ref_file = fs.get('ref') if subset == 'test' else None

@@ -1,0 +1,281 @@
+"""Translation: fairseq with ``--activation-fn sau``, the runner, the data preparation, bad input.
+
+One small corpus (the tiny generator through the full preparation pipeline) and one short training
+serve the whole module; on 2 busy CPU cores it runs in about two minutes.
+"""
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+for path in (ROOT, ROOT / 'tools' / 'data'):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+fairseq = pytest.importorskip('fairseq', reason='fairseq is installed by tools/env/build_fairseq_wheel.py')
+
+import make_tiny_en_de  # noqa: E402
+import prepare_wmt14_en_de  # noqa: E402
+from sau_core import SAU  # noqa: E402
+from translation import runner  # noqa: E402
+
+CONFIGS = ROOT / 'translation' / 'configs'
+TINY = CONFIGS / 'transformer_tiny_sau.py'
+LAYERS = 2  # encoder and decoder layers of the tiny config
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """A small corpus through the full preparation, plus two pairs that cleaning must drop."""
+    out = tmp_path_factory.mktemp('tiny_en_de')
+    raw = out / 'raw'
+    make_tiny_en_de.make_corpus(raw, n_train=3000, n_valid=100, n_test=100, seed=3)
+    with open(raw / 'train.en', 'a') as en, open(raw / 'train.de', 'a') as de:
+        en.write('Yes.\n' + 'The dog.\n')
+        de.write('Ja ja ja ja ja ja ja ja.\n' + '\n')  # length ratio 8; empty side
+    prepare_wmt14_en_de.prepare(out, raw, bpe_tokens=1000, workers=1, download=False)
+    return out
+
+
+def run_args(data, work_dir=None, checkpoint=None, act=None, **cfg_options):
+    options = {'fairseq.data': str(data / 'bin'), 'fairseq.ref': str(data / 'ref' / 'test.de')}
+    options.update({k.replace('__', '.'): v for k, v in cfg_options.items()})
+    return argparse.Namespace(config=str(TINY), work_dir=str(work_dir) if work_dir else None,
+                              cfg_options=options, resume=False, amp=False, launcher='none', seed=1,
+                              act=act, checkpoint=str(checkpoint) if checkpoint else None, out=None)
+
+
+@pytest.fixture(scope='module')
+def trained(data, tmp_path_factory):
+    """A SAU model trained for 200 updates (4 epochs of the small corpus) and its log."""
+    work_dir = tmp_path_factory.mktemp('work_dir')
+    args = run_args(data, work_dir, fairseq__train__max_update=200, fairseq__train__log_interval=20,
+                    fairseq__train__warmup_updates=30)
+    assert runner.train(args) == 0
+    return work_dir, work_dir / 'fairseq_train.log'
+
+
+# --- the plugin --------------------------------------------------------------------------------
+def test_plugin_adds_sau_and_keeps_fairseq_activations():
+    from fairseq import utils
+    from fairseq.models.transformer import TransformerConfig
+
+    import sau_core.fairseq as plugin
+
+    plugin.register()  # idempotent: still one wrapper around fairseq's function
+    assert utils.get_activation_fn.__wrapped__.__module__ == 'fairseq.utils'
+    choices = utils.get_available_activation_fns()
+    assert choices[:6] == ['relu', 'gelu', 'gelu_fast', 'gelu_accurate', 'tanh', 'linear']
+    assert set(plugin.ACTIVATIONS) <= set(choices) and len(choices) == len(set(choices))
+    assert utils.get_activation_fn('relu') is torch.nn.functional.relu  # fairseq's own, untouched
+    first, second = utils.get_activation_fn('sau'), utils.get_activation_fn('sau')
+    assert isinstance(first, SAU) and first is not second and first.alpha is not second.alpha
+    assert isinstance(utils.get_activation_fn('swish'), torch.nn.SiLU)  # fairseq returns the class
+    field_type = TransformerConfig.__dataclass_fields__['activation_fn'].type
+    assert [m.value for m in field_type] == choices
+
+
+def test_plugin_updates_hydra_nodes_of_dataclass_models():
+    from fairseq.models import MODEL_DATACLASS_REGISTRY
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ValidationError
+
+    node = ConfigStore.instance().repo['model']['transformer_lm.yaml'].node
+    node.activation_fn = 'sau'
+    structured = OmegaConf.structured(MODEL_DATACLASS_REGISTRY['transformer_lm']())
+    structured.activation_fn = 'sau'
+    with pytest.raises(ValidationError, match='sau'):  # the message lists the choices, sau included
+        structured.activation_fn = 'bogus'
+
+
+def test_user_dir_imports_under_its_basename():
+    from fairseq import utils
+
+    utils.import_user_module(argparse.Namespace(user_dir=runner.USER_DIR))  # already imported: no-op
+    assert sys.modules['translation'].__file__ == str(ROOT / 'translation' / '__init__.py')
+    import fairseq.tasks.translation as fairseq_translation  # fairseq's own task is not shadowed
+    assert fairseq_translation.__name__ == 'fairseq.tasks.translation'
+
+
+@pytest.mark.parametrize('act', ['sau', 'relu'])
+def test_every_ffn_gets_its_own_activation(data, act):
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    parser = options.get_training_parser()
+    ns = options.parse_args_and_arch(parser, [str(data / 'bin'), '--user-dir', runner.USER_DIR, '--arch',
+                                              'transformer_wmt_en_de', '--activation-fn', act,
+                                              '--share-all-embeddings', '--encoder-layers', '3'])
+    cfg = convert_namespace_to_omegaconf(ns)
+    model = tasks.setup_task(cfg.task).build_model(cfg.model)
+    layers = list(model.encoder.layers) + list(model.decoder.layers)
+    assert len(layers) == 3 + 6
+    alphas = {name: p for name, p in model.named_parameters() if name.endswith('activation_fn.alpha')}
+    if act == 'relu':
+        assert not alphas and all(layer.activation_fn is torch.nn.functional.relu for layer in layers)
+        return
+    assert all(isinstance(layer.activation_fn, SAU) for layer in layers)
+    assert len({id(layer.activation_fn.alpha) for layer in layers}) == len(layers) == len(alphas)
+    assert 'encoder.layers.0.activation_fn.alpha' in alphas and 'decoder.layers.5.activation_fn.alpha' in alphas
+
+
+# --- training, checkpoint, generation, BLEU ----------------------------------------------------
+def test_training_lowers_the_loss(trained):
+    work_dir, log = trained
+    losses = [float(x) for x in re.findall(r'train_inner .* loss=([0-9.]+)', log.read_text())]
+    assert len(losses) == 10, losses
+    assert losses[-1] < losses[0] - 2.0, losses
+    assert (work_dir / 'fairseq_train.sh').read_text().startswith('fairseq-train ')
+    assert '--activation-fn sau' in (work_dir / 'fairseq_train.sh').read_text()
+
+
+def test_checkpoint_holds_alphas_and_generation_reloads_them(data, trained):
+    from fairseq import checkpoint_utils
+
+    work_dir, _ = trained
+    state = torch.load(work_dir / 'checkpoint_last.pt', map_location='cpu', weights_only=False)
+    alphas = {k: v for k, v in state['model'].items() if k.endswith('activation_fn.alpha')}
+    assert len(alphas) == 2 * LAYERS
+    values = torch.cat(list(alphas.values()))
+    assert not torch.allclose(values, torch.full_like(values, 0.15))  # trained away from the init
+    assert len(set(values.tolist())) == len(values)  # one alpha per layer
+    models, _ = checkpoint_utils.load_model_ensemble([str(work_dir / 'checkpoint_last.pt')])
+    loaded = dict(models[0].named_parameters())
+    for name, value in alphas.items():
+        assert torch.equal(loaded[name].detach(), value)
+
+
+def test_evaluate_reports_sacrebleu_and_tokenized_bleu(data, trained):
+    import sacrebleu
+    from sacremoses import MosesDetokenizer
+
+    work_dir, _ = trained
+    metrics = runner.evaluate(run_args(data, checkpoint=work_dir / 'checkpoint_last.pt'))
+    assert metrics['sentences'] == 100 and metrics['sacrebleu_reference'] == 'raw reference file'
+    assert metrics['sacrebleu_signature'].startswith('nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp')
+    assert 5 < metrics['sacrebleu'] < 100, metrics
+    # the same number from sacrebleu directly, on fairseq-generate's output
+    hyps, _ = runner.read_generate_output(Path(metrics['generate_output']) / 'generate-test.txt')
+    detok = MosesDetokenizer(lang='de')
+    refs = (data / 'ref' / 'test.de').read_text().splitlines()
+    expected = sacrebleu.corpus_bleu([detok.detokenize(h.split()) for h in hyps], [refs]).score
+    assert metrics['sacrebleu'] == pytest.approx(expected, abs=0.01)
+    assert 0 < metrics['tok_bleu_compound_split'] < 100
+
+
+def test_score_conventions():
+    metrics = runner.score(['Das ist ein Haus @-@ Boot .'], ['Das ist ein Haus @-@ Boot .'],
+                           ['Das ist ein Haus-Boot.'])
+    assert metrics['sacrebleu'] == 100 and metrics['tok_bleu_compound_split'] == 100
+    assert runner.compound_split('Haus-Boot und See-Ufer-Weg') == \
+        'Haus ##AT##-##AT## Boot und See ##AT##-##AT## Ufer ##AT##-##AT## Weg'
+    assert runner.compound_split('a-b-c -x') == 'a ##AT##-##AT## b-c -x'  # perl's s{(\S)-(\S)}{...}g
+    assert runner.score(['a b c d'], ['w x y z'])['tok_bleu_compound_split'] == 0
+
+
+# --- configs -----------------------------------------------------------------------------------
+@pytest.mark.parametrize('sau, relu', [('transformer_wmt14_en_de_sau', 'transformer_wmt14_en_de_relu'),
+                                       ('transformer_tiny_sau', 'transformer_tiny_relu')])
+def test_relu_and_sau_configs_differ_only_in_activation(sau, relu):
+    from mmengine.config import Config
+
+    a = Config.fromfile(CONFIGS / f'{sau}.py').to_dict()
+    b = Config.fromfile(CONFIGS / f'{relu}.py').to_dict()
+    assert a['fairseq']['train'].pop('activation_fn') == 'sau'
+    assert b['fairseq']['train'].pop('activation_fn') == 'relu'
+    assert a == b
+
+
+def test_wmt14_recipe_is_the_papers():
+    from mmengine.config import Config
+
+    train = Config.fromfile(CONFIGS / 'transformer_wmt14_en_de_sau.py').fairseq.train
+    assert (train.arch, train.dropout, train.adam_betas, train.max_update, train.label_smoothing,
+            train.lr_scheduler) == ('transformer_wmt_en_de', 0.1, '(0.9, 0.98)', 100000, 0.1, 'inverse_sqrt')
+    assert runner.to_argv({'adam_betas': '(0.9, 0.98)', 'share_all_embeddings': True, 'fp16': False,
+                           'seed': None, 'update_freq': [8]}) == \
+        ['--adam-betas', '(0.9, 0.98)', '--share-all-embeddings', '--update-freq', '8']
+
+
+def test_act_flag_overrides_the_config(data):
+    cfg = runner.load_config(run_args(data, act='leaky_relu'))
+    assert cfg.fairseq.train.activation_fn == 'leaky_relu'
+
+
+# --- data preparation --------------------------------------------------------------------------
+def test_preparation_produces_a_binarized_joint_dataset(data):
+    from fairseq.data import Dictionary, data_utils
+
+    bin_dir = data / 'bin'
+    assert (bin_dir / 'dict.en.txt').read_text() == (bin_dir / 'dict.de.txt').read_text()  # joined
+    dictionary = Dictionary.load(str(bin_dir / 'dict.de.txt'))
+    kept = len((data / 'bpe' / 'train.en').read_text().splitlines())
+    assert 2900 < kept <= 3000  # the two bad pairs (and any with a BPE length ratio > 1.5) are dropped
+    for split, n in (('train', kept), ('valid', 100), ('test', 100)):
+        for lang in ('en', 'de'):
+            dataset = data_utils.load_indexed_dataset(str(bin_dir / f'{split}.en-de.{lang}'), dictionary)
+            assert len(dataset) == n, (split, lang)
+    tok = (data / 'tok' / 'train.de').read_text()
+    assert ' , ' in tok and not re.search(r'\w,', tok)  # Moses tokenised
+    assert '@@ ' in (data / 'bpe' / 'train.de').read_text()  # BPE applied
+    assert 'Ja ja ja' not in (data / 'bpe' / 'train.de').read_text()
+    assert (data / 'ref' / 'test.de').read_text() == (data / 'raw' / 'test.de').read_text()
+
+
+def test_preparation_cleaning_and_sgm():
+    src, tgt = prepare_wmt14_en_de.clean(['a b', 'a', '', 'a b c'], ['x y', 'x y z w', 'x', 'x y'])
+    assert (src, tgt) == (['a b', 'a b c'], ['x y', 'x y'])
+    assert prepare_wmt14_en_de.tokenize(['Das Haus-Boot, "gut".'], 'de') == \
+        ['Das Haus @-@ Boot , &quot; gut &quot; .']
+
+
+def test_tiny_corpus_is_deterministic_and_test_is_unseen(tmp_path):
+    make_tiny_en_de.make_corpus(tmp_path / 'a', 300, 20, 50, seed=5)
+    make_tiny_en_de.make_corpus(tmp_path / 'b', 300, 20, 50, seed=5)
+    assert (tmp_path / 'a' / 'train.de').read_text() == (tmp_path / 'b' / 'train.de').read_text()
+    train = set((tmp_path / 'a' / 'train.en').read_text().splitlines())
+    test = (tmp_path / 'a' / 'test.en').read_text().splitlines()
+    assert len(test) == 50 and not train & set(test)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+def test_unknown_activation_lists_the_choices(data, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        runner.train(run_args(data, tmp_path, act='bogus'))
+    err = capsys.readouterr().err
+    assert "argument --activation-fn: invalid choice: 'bogus'" in err and "'sau'" in err and "'relu'" in err
+
+
+def test_missing_data_dir(tmp_path):
+    args = run_args(tmp_path / 'nowhere', tmp_path / 'wd')
+    with pytest.raises(FileNotFoundError, match='prepare_wmt14_en_de'):
+        runner.train(args)
+    with pytest.raises(FileNotFoundError, match='nowhere'):
+        runner.evaluate(run_args(tmp_path / 'nowhere', checkpoint=tmp_path / 'x.pt'))
+
+
+def test_missing_raw_files_without_download(tmp_path):
+    with pytest.raises(SystemExit, match='no-download'):
+        prepare_wmt14_en_de.prepare(tmp_path / 'out', tmp_path / 'empty', download=False)
+
+
+def test_existing_run_needs_resume(data, trained):
+    work_dir, _ = trained
+    with pytest.raises(FileExistsError, match='--resume'):
+        runner.train(run_args(data, work_dir))
+
+
+def test_sau_checkpoint_without_plugin_says_add_user_dir(data, trained, tmp_path):
+    work_dir, _ = trained
+    cmd = [sys.executable, '-m', 'fairseq_cli.generate', str(data / 'bin'), '--path',
+           str(work_dir / 'checkpoint_last.pt'), '--beam', '1', '--max-sentences', '4']
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert '--activation-fn sau not supported' in proc.stderr
+    assert '--user-dir translation' in proc.stderr
