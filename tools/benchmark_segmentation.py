@@ -2,14 +2,18 @@
 
     python tools/benchmark_segmentation.py                       # full-width U-Net, batch 2 of 128x256
     python tools/benchmark_segmentation.py --acts sau relu gelu --size 64 128 --batch 4 --threads 1
+    python tools/benchmark_segmentation.py --acts relu relu:inplace=False sau   # ReLU without MMCV's in-place
 
+MMCV's ConvModule runs ReLU in place (it overwrites the BN output), which saves one activation-sized
+tensor per layer that an out-of-place activation such as SAU, GELU or ReLU(inplace=False) keeps.
 Each activation runs in its own subprocess (so peak memory is its own), on the same seeded input and
 labels, the same config with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is
 forward + loss + backward + Adam update of the model as the config builds it (data loading excluded).
 Time: median over the timed steps, then the minimum over ``--repeats`` interleaved subprocess runs (the
 least-disturbed run on a shared machine). Peak memory, CPU: ``resource.getrusage(RUSAGE_SELF).ru_maxrss``
-after the steps minus before the first step (model and input already built), i.e. the peak resident
-memory the training steps add; CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before.
+after the steps minus before the first step (model, input and the activation's kernels already loaded),
+i.e. the peak resident memory the training steps add, Adam's state included (allocator-dependent, so
+also ``saved MiB``: the unique storages autograd saves for backward in one forward, exact and repeatable); CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before.
 """
 import argparse
 import json
@@ -24,6 +28,19 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'segmentation', 'configs', 'unet_sau_cityscapes.py')
 
 
+def parse_act(spec):
+    """``NAME`` or ``NAME:key=value,...`` (e.g. ``relu:inplace=False``) -> an ``act_cfg`` dict."""
+    import ast
+
+    import sau_core
+    name, _, options = spec.partition(':')
+    act = sau_core.act_cfg(name)
+    for item in filter(None, options.split(',')):
+        key, _, value = item.partition('=')
+        act[key] = ast.literal_eval(value)
+    return act
+
+
 def worker(args):
     """Runs in the subprocess: build, step, print one JSON line."""
     import resource
@@ -35,14 +52,13 @@ def worker(args):
     from mmengine.structures import PixelData
     from mmengine.utils import import_modules_from_strings
 
-    import sau_core
     torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)
     import_modules_from_strings(cfg.custom_imports['imports'])
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    act = sau_core.act_cfg(args.worker)
+    act = parse_act(args.worker)
     for part in ('backbone', 'decode_head', 'auxiliary_head'):
         cfg.model[part].act_cfg = act
     device = torch.device(args.device)
@@ -72,6 +88,11 @@ def worker(args):
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
+    # Call one activation layer once before measuring: a backend that loads its kernels lazily on first use
+    # (sau_core imports its compiled CPU kernels then, ~150 MiB of RSS) must not count as training memory.
+    layer = next(m for m in model.modules() if type(m).__name__ == act['type'])
+    layer(torch.randn(2, 4, 8, 8, device=device, requires_grad=True) * 1).sum().backward()
+    model.zero_grad(set_to_none=True)
     cuda = device.type == 'cuda'
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -88,9 +109,20 @@ def worker(args):
         peak_mib = (torch.cuda.max_memory_allocated() - before) / 2**20
     else:
         peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    # Allocator-independent: the bytes autograd keeps for backward in one forward (unique storages).
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        saved[(storage.device.type, storage.data_ptr())] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        losses = model(x, samples, mode='loss')
+    del losses
     n_act = sum(type(m).__name__ == act['type'] for m in model.modules())
     print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), peak_mib=peak_mib,
-                          activations=n_act)))
+                          saved_mib=sum(saved.values()) / 2**20, activations=n_act)))
 
 
 def run(args):
@@ -105,17 +137,20 @@ def run(args):
                 sys.exit(f'{act}: benchmark subprocess failed:\n{proc.stderr[-3000:]}')
             results[act].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     best = {a: dict(step_s=min(r['step_s'] for r in rs), peak_mib=min(r['peak_mib'] for r in rs),
-                    activations=rs[0]['activations']) for a, rs in results.items()}
+                    saved_mib=rs[0]['saved_mib'], activations=rs[0]['activations']) for a, rs in results.items()}
     base = best.get(args.baseline)
     print(f'config {osp.relpath(args.config, REPO)}; batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}; '
           f'device {args.device}; {args.threads} thread(s); {args.steps} timed steps after {args.warmup}, '
           f'best of {args.repeats} runs')
-    print(f'{"act":<11}{"layers":>7}{"step ms":>10}{"peak MiB":>10}'
-          + (f'{"time/" + args.baseline:>12}{"mem/" + args.baseline:>12}' if base else ''))
+    print(f'{"act":<20}{"layers":>7}{"step ms":>10}{"peak MiB":>10}{"saved MiB":>11}'
+          + (f'{"time/" + args.baseline:>12}{"peak/" + args.baseline:>12}{"saved/" + args.baseline:>13}'
+             if base else ''))
     for act, b in best.items():
-        line = f'{act:<11}{b["activations"]:>7}{1000 * b["step_s"]:>10.1f}{b["peak_mib"]:>10.1f}'
+        line = (f'{act:<20}{b["activations"]:>7}{1000 * b["step_s"]:>10.1f}{b["peak_mib"]:>10.1f}'
+                f'{b["saved_mib"]:>11.1f}')
         if base:
-            line += f'{b["step_s"] / base["step_s"]:>12.3f}{b["peak_mib"] / base["peak_mib"]:>12.3f}'
+            line += (f'{b["step_s"] / base["step_s"]:>12.3f}{b["peak_mib"] / base["peak_mib"]:>12.3f}'
+                     f'{b["saved_mib"] / base["saved_mib"]:>13.3f}')
         print(line)
     if args.json:
         with open(args.json, 'w') as f:
