@@ -144,6 +144,21 @@ def test_paper_recipe():
     assert {'mIoU'} == set(cfg.val_evaluator.iou_metrics)
 
 
+def test_full_config_pipelines_run_on_the_cityscapes_layout(tiny_root):
+    cfg = _load(SAU_FULL)
+    for loader, test_mode in (('train_dataloader', False), ('test_dataloader', True)):
+        ds = DATASETS.build(dict(cfg[loader].dataset, data_root=tiny_root, test_mode=test_mode))
+        types = [t['type'] for t in cfg[loader].dataset.pipeline]
+        assert types[types.index('LoadAnnotations') + 1] == 'CheckSegMap'
+        item = ds[0]
+        seg = item['data_samples'].gt_sem_seg.data
+        if test_mode:  # whole-image test: the image is resized to 2048x1024, the mask stays as loaded
+            assert tuple(item['inputs'].shape[1:]) == (1024, 2048) and tuple(seg.shape[1:]) == (64, 128)
+        else:  # train: random resize around 2048x1024, then a 512x1024 crop
+            assert tuple(item['inputs'].shape[1:]) == tuple(seg.shape[1:]) == (512, 1024)
+        assert set(seg.unique().tolist()) <= set(range(19)) | {255}
+
+
 def test_xavier_uniform_init_on_every_conv():
     model = build_model(Config.fromfile(SAU_FULL))
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
