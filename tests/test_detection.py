@@ -51,6 +51,15 @@ def _mmdet_scope():
     init_default_scope('mmdet')
 
 
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    # on a small shared CPU, intra-op threads waiting on each other make these runs ~3x slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope='session')
 def tiny_voc(tmp_path_factory):
     """The generated tiny data (24 trainval, 12 test images); returns the VOCdevkit directory."""

@@ -139,6 +139,9 @@ def main(argv=None):
         print(f'| {act} | {b["step_s"]:.3f} | {b["step_mib"]:.0f} | {b["total_mib"]:.0f} | '
               f'{b["step_s"] / r["step_s"]:.3f} | {b["step_mib"] / r["step_mib"]:.3f} | '
               f'{b["total_mib"] / r["total_mib"]:.3f} |')
+    for act in acts:
+        print(f'{act}: step times per round (s): '
+              + '; '.join(', '.join(f'{t:.2f}' for t in r['times']) for r in results[act]))
     return 0
 
 

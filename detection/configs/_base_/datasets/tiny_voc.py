@@ -1,6 +1,6 @@
 # The generated tiny VOC-format data (python tools/data/make_tiny_voc.py): VOC2007 layout with
 # trainval/test splits, 3 of the 20 VOC classes. Light augmentation (flip only), since the tiny
-# runs last a few hundred iterations; no worker processes, so it runs anywhere.
+# runs last 100 iterations; no worker processes, so it runs anywhere.
 _base_ = './voc0712_ssd300.py'
 img_scale = (300, 300)
 data_root = 'data/tiny_voc/VOCdevkit/'
