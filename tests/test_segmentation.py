@@ -221,11 +221,17 @@ def test_iou_metric_on_a_hand_made_prediction():
                      [0, 5, 1, 1],
                      [2, 2, 7, 0],   # the 255 pixels are predicted wrong on purpose: they must not count
                      [1, 2, 8, 3]])
-    metric = PerClassIoUMetric(iou_metrics=['mIoU'])
-    metric.dataset_meta = dict(classes=CLASSES)
-    metric.process({}, [dict(pred_sem_seg=dict(data=torch.tensor(pred)[None]),
-                             gt_sem_seg=dict(data=torch.tensor(gt)[None]))])
-    got = metric.evaluate(1)
+    from mmseg.evaluation import IoUMetric
+    results = {}
+    for cls in (IoUMetric, PerClassIoUMetric):
+        metric = cls(iou_metrics=['mIoU'])
+        metric.dataset_meta = dict(classes=CLASSES)
+        metric.process({}, [dict(pred_sem_seg=dict(data=torch.tensor(pred)[None]),
+                                 gt_sem_seg=dict(data=torch.tensor(gt)[None]))])
+        results[cls] = metric.evaluate(1)
+    got = results[PerClassIoUMetric]
+    assert set(results[IoUMetric]) == {'aAcc', 'mIoU', 'mAcc'}
+    assert all(results[IoUMetric][k] == got[k] for k in ('aAcc', 'mIoU', 'mAcc'))
     # 12 scored pixels, 9 right.  class 0: gt 4, pred 4 (one on a class-1 pixel), hit 3 -> IoU 3/5
     # class 1: gt 4, pred 4 (one on class 2), hit 3 -> 3/5; class 2: gt 4, pred 3, hit 3 -> 3/4
     # class 5: predicted once, never true -> IoU 0 (counts); every other class: nan (left out)
