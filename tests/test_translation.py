@@ -119,6 +119,13 @@ def test_every_ffn_gets_its_own_activation(data, act):
     alphas = {name: p for name, p in model.named_parameters() if name.endswith('activation_fn.alpha')}
     if act == 'relu':
         assert not alphas and all(layer.activation_fn is torch.nn.functional.relu for layer in layers)
+        # patch point 4: inference must not take fairseq's torch-1.12 fast path ("Mask Type should be defined")
+        model.load_state_dict(model.state_dict())  # as generation does; sets the layers' load_to_BT
+        model.eval()
+        tokens = torch.tensor([[5, 6, 7, 2], [1, 8, 9, 2]])
+        with torch.no_grad():
+            out = model.encoder(tokens, src_lengths=torch.tensor([4, 3]))
+        assert out['encoder_out'][0].shape == (4, 2, 512)
         return
     assert all(isinstance(layer.activation_fn, SAU) for layer in layers)
     assert len({id(layer.activation_fn.alpha) for layer in layers}) == len(layers) == len(alphas)

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Training throughput and peak memory of fairseq's transformer_wmt_en_de with SAU vs ReLU.
+
+    python tools/benchmark_translation.py                      # base sizes, 6+6 layers, CPU
+    python tools/benchmark_translation.py --layers 2 --steps 5 # quicker
+
+Each activation runs in its own process (so the peak RSS is its own): fairseq builds the model
+through its own argument parser and ``TransformerModel.build_model`` with ``--user-dir
+translation``, and each step is fairseq's ``label_smoothed_cross_entropy`` forward, backward and an
+Adam step on a fixed random batch. Words/s counts target tokens, as fairseq's ``wps``. Not a test.
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build(act, layers, vocab):
+    """fairseq's transformer_wmt_en_de (shared embeddings, ``--activation-fn act``) and its criterion."""
+    from fairseq import options, tasks
+    from fairseq.data import Dictionary
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.models.transformer import TransformerModel
+
+    dictionary = Dictionary()
+    for i in range(vocab - len(dictionary)):
+        dictionary.add_symbol(f'w{i}')
+    parser = options.get_training_parser()
+    argv = ['/dev/null', '--user-dir', str(ROOT / 'translation'), '--arch', 'transformer_wmt_en_de',
+            '--activation-fn', act, '--share-all-embeddings', '--encoder-layers', str(layers),
+            '--decoder-layers', str(layers), '--criterion', 'label_smoothed_cross_entropy',
+            '--label-smoothing', '0.1', '--task', 'translation', '-s', 'en', '-t', 'de']
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+    task = tasks.get_task('translation')(cfg.task, dictionary, dictionary)
+    model = TransformerModel.build_model(cfg.model, task)
+    return model, task.build_criterion(cfg.criterion), dictionary
+
+
+def run_one(args):
+    import torch
+
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, criterion, dictionary = build(args.act, args.layers, args.vocab)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
+    bsz, length = args.sentences, args.length
+    tokens = torch.randint(dictionary.nspecial, len(dictionary), (bsz, length))
+    prev = torch.cat([torch.full((bsz, 1), dictionary.eos()), tokens[:, :-1]], 1)
+    sample = {'id': torch.arange(bsz), 'nsentences': bsz, 'ntokens': bsz * length, 'target': tokens,
+              'net_input': {'src_tokens': tokens.flip(1), 'src_lengths': torch.full((bsz,), length),
+                            'prev_output_tokens': prev}}
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for step in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        loss, _, _ = criterion(model, sample)
+        loss.backward()
+        optimizer.step()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    times.sort()
+    median = times[len(times) // 2]
+    alphas = sum(1 for name, _ in model.named_parameters() if name.endswith('activation_fn.alpha'))
+    # fairseq 0.12.2's encoder layers also hold unused copies of their weights for its inference fast
+    # path (in_proj_weight, fc1_weight, ...): count only the parameters that train
+    trained = sum(p.numel() for p in model.parameters() if p.grad is not None)
+    print(json.dumps({'act': args.act, 'step_s': median, 'words_per_s': bsz * length / median,
+                      'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      'model_rss_mb': rss_before / 1024, 'sau_alphas': alphas,
+                      'params_m': trained / 1e6,
+                      'threads': torch.get_num_threads()}))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--acts', default='relu,sau', help='activations to compare, the first is the reference')
+    parser.add_argument('--layers', type=int, default=6, help='encoder and decoder layers (base: 6)')
+    parser.add_argument('--vocab', type=int, default=8000, help='joint dictionary size (WMT14 BPE: ~40k)')
+    parser.add_argument('--sentences', type=int, default=32, help='sentences per batch')
+    parser.add_argument('--length', type=int, default=32, help='tokens per sentence (source and target)')
+    parser.add_argument('--steps', type=int, default=10, help='timed steps (the median is reported)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
+    parser.add_argument('--act', help=argparse.SUPPRESS)  # internal: run one activation, print JSON
+    args = parser.parse_args(argv)
+    if args.act:
+        return run_one(args)
+    passthrough = [f'--{k}={getattr(args, k)}' for k in ('layers', 'vocab', 'sentences', 'length', 'steps',
+                                                          'warmup', 'threads')]
+    results = []
+    for act in args.acts.split(','):
+        out = subprocess.run([sys.executable, __file__, f'--act={act}', *passthrough], capture_output=True,
+                             text=True, check=False)
+        if out.returncode:
+            raise SystemExit(f'{act} failed:\n{out.stderr[-3000:]}')
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    ref = results[0]
+    print(f'transformer_wmt_en_de, {args.layers}+{args.layers} layers (d 512, FFN 2048, 8 heads), '
+          f'{ref["params_m"]:.1f}M trained parameters, batch {args.sentences}x{args.length} tokens, vocab {args.vocab}, '
+          f'CPU, {ref["threads"]} thread(s), median of {args.steps} steps')
+    rows = [['activation', 'words/s', 'step ms', 'peak RSS MB', f'time / {ref["act"]}',
+             f'memory / {ref["act"]}', 'SAU alphas']]
+    for r in results:
+        rows.append([r['act'], f'{r["words_per_s"]:.0f}', f'{1000 * r["step_s"]:.1f}', f'{r["peak_rss_mb"]:.0f}',
+                     f'{r["step_s"] / ref["step_s"]:.3f}', f'{r["peak_rss_mb"] / ref["peak_rss_mb"]:.3f}',
+                     str(r['sau_alphas'])])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print('| ' + ' | '.join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths)))
+              + ' |')
+        if i == 0:
+            print('|' + '|'.join('-' * (w + 2) for w in widths) + '|')
+    return results
+
+
+if __name__ == '__main__':
+    main()
