@@ -9,8 +9,6 @@ CONFIG=segmentation/configs/unet-w8_sau_tiny-cityscapes.py
 WORK=${WORK_DIR:-work_dirs/unet-w8_sau_tiny-cityscapes}
 # one thread per process: on a small shared CPU, OpenMP threads waiting on each other cost ~3x
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# mmengine 0.10.7 calls torch.load without weights_only; torch >= 2.6 then refuses its own checkpoints
-export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
 mkdir -p "$WORK"
 $PY tools/data/make_tiny_cityscapes.py
 start=$(date +%s)
