@@ -230,7 +230,9 @@ def test_preparation_produces_a_binarized_joint_dataset(data):
             assert len(dataset) == n, (split, lang)
     tok = (data / 'tok' / 'train.de').read_text()
     assert ' , ' in tok and not re.search(r'\w,', tok)  # Moses tokenised
-    assert '@@ ' in (data / 'bpe' / 'train.de').read_text()  # BPE applied
+    codes = data / 'bpe' / 'code'  # one joint BPE: frequent words of both languages whole, new ones split
+    assert prepare_wmt14_en_de.apply_bpe(codes, ['Schlüssel neighbour']) == ['Schlüssel neighbour']
+    assert '@@ ' in prepare_wmt14_en_de.apply_bpe(codes, ['Schlüsselneighbourhood'])[0]
     assert 'Ja ja ja' not in (data / 'bpe' / 'train.de').read_text()
     assert (data / 'ref' / 'test.de').read_text() == (data / 'raw' / 'test.de').read_text()
 
@@ -286,3 +288,27 @@ def test_sau_checkpoint_without_plugin_says_add_user_dir(data, trained, tmp_path
     assert proc.returncode != 0
     assert '--activation-fn sau not supported' in proc.stderr
     assert '--user-dir translation' in proc.stderr
+
+
+# --- the fairseq build -------------------------------------------------------------------------
+def test_fairseq_patch_applies_exactly_once(tmp_path):
+    sys.path.insert(0, str(ROOT / 'tools' / 'env'))
+    import build_fairseq_wheel as build
+
+    edits = build.parse_patch(build.PATCH.read_text())
+    assert sorted(edits) == ['fairseq/checkpoint_utils.py', 'fairseq/dataclass/configs.py',
+                             'fairseq/dataclass/initialize.py', 'fairseq/models/transformer/transformer_config.py',
+                             'fairseq/modules/transformer_layer.py', 'fairseq/utils.py', 'setup.py']
+    assert all(old != new for hunks in edits.values() for old, new in hunks)
+    sdist = Path.home() / '.cache' / 'sau-zoo' / 'wheels' / 'fairseq-0.12.2.tar.gz'
+    if not sdist.exists():
+        pytest.skip(f'{sdist} not downloaded (tools/env/build_fairseq_wheel.py does)')
+    import tarfile
+    with tarfile.open(sdist) as tar:
+        members = [m for m in tar.getmembers() if m.name.split('/', 1)[-1] in edits]
+        tar.extractall(tmp_path, members=members, filter='data')
+    src = tmp_path / 'fairseq-0.12.2'
+    assert build.apply_patch(src) == sum(len(h) for h in edits.values())
+    assert 'weights_only=False' in (src / 'fairseq' / 'checkpoint_utils.py').read_text()
+    with pytest.raises(SystemExit, match='matches 0 times'):  # a second application fails loudly
+        build.apply_patch(src)
