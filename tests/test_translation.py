@@ -210,6 +210,23 @@ def test_wmt14_recipe_is_the_papers():
         ['--adam-betas', '(0.9, 0.98)', '--share-all-embeddings', '--update-freq', '8']
 
 
+@pytest.mark.parametrize('name', ['transformer_wmt14_en_de_sau', 'transformer_tiny_sau'])
+def test_config_options_are_fairseq_options(data, name):
+    """Every key of ``train``/``generate`` parses as a fairseq-train/fairseq-generate option."""
+    from fairseq import options
+    from mmengine.config import Config
+
+    fs = Config.fromfile(CONFIGS / f'{name}.py').fairseq
+    train = options.parse_args_and_arch(options.get_training_parser(), [str(data / 'bin')] + runner.to_argv(
+        dict(fs.train, user_dir=runner.USER_DIR)))
+    for key, value in fs.train.items():
+        parsed = getattr(train, key)
+        assert parsed == value or parsed == [value] or str(parsed) == str(value), (key, parsed, value)
+    generate = options.parse_args_and_arch(options.get_generation_parser(), [str(data / 'bin')] + runner.to_argv(
+        dict(fs.generate, path='x.pt', user_dir=runner.USER_DIR)))
+    assert (generate.beam, generate.lenpen, generate.post_process) == (4, 0.6, 'subword_nmt')
+
+
 def test_act_flag_overrides_the_config(data):
     cfg = runner.load_config(run_args(data, act='leaky_relu'))
     assert cfg.fairseq.train.activation_fn == 'leaky_relu'

@@ -104,8 +104,8 @@ def main(argv=None):
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     ref = results[0]
     print(f'transformer_wmt_en_de, {args.layers}+{args.layers} layers (d 512, FFN 2048, 8 heads), '
-          f'{ref["params_m"]:.1f}M trained parameters, batch {args.sentences}x{args.length} tokens, vocab {args.vocab}, '
-          f'CPU, {ref["threads"]} thread(s), median of {args.steps} steps')
+          f'{ref["params_m"]:.1f}M trained parameters, batch {args.sentences}x{args.length} tokens, '
+          f'vocab {args.vocab}, CPU, {ref["threads"]} thread(s), median of {args.steps} steps')
     rows = [['activation', 'words/s', 'step ms', 'peak RSS MB', f'time / {ref["act"]}',
              f'memory / {ref["act"]}', 'SAU alphas']]
     for r in results:

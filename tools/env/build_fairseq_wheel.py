@@ -26,7 +26,6 @@ version label records it). No 555 MB torch wheel is installed into a throwaway e
 import argparse
 import hashlib
 import importlib.metadata
-import re
 import shutil
 import subprocess
 import sys
