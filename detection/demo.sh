@@ -20,6 +20,6 @@ $PY - "$WORK/metrics.json" "$(( $(date +%s) - start ))" <<'PYEOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
 print(f'detection     SSD300-VGG16-BN w/8 + SAU, tiny VOC test: mAP (11-point) {m["pascal_voc/mAP"]:.3f}  '
-      f'mAP (area) {m["pascal_voc_area/mAP"]:.3f}  (train + eval {sys.argv[2]} s; logs and metrics in '
+      f'mAP (area) {m["pascal_voc_area/mAP"]:.3f}  COCO AP {m["coco/bbox_mAP"]:.3f}  (train + eval {sys.argv[2]} s; logs and metrics in '
       f'{sys.argv[1].rsplit("/", 1)[0]})')
 PYEOF

@@ -18,8 +18,8 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=False),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+    dict(type='PackDetInputs',  # 'instances': the ground truth for CocoMetric without a COCO json
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'instances'))
 ]
 train_dataloader = dict(
     batch_size=8,  # the paper's batch size (one process)
@@ -39,10 +39,12 @@ train_dataloader = dict(
         ]))
 val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-# VOC07 test is reported with the 11-point AP (the paper, MMDetection's zoo); area-based AP beside it
+# VOC07 test is reported with the 11-point AP (the paper, MMDetection's zoo); area-based AP beside it,
+# and COCO-style AP (IoU 0.5:0.95, pycocotools) from the same ground truth converted on the fly
 val_evaluator = [
     dict(type='VOCMetric', metric='mAP', eval_mode='11points'),
     dict(type='VOCMetric', metric='mAP', eval_mode='area', prefix='pascal_voc_area'),
+    dict(type='CocoMetric', ann_file=None, metric='bbox', prefix='coco'),
 ]
 test_evaluator = val_evaluator
 # shown by tools/train.py and tools/eval.py when a dataset path is missing
