@@ -56,6 +56,8 @@ def trained(data, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('work_dir')
     args = run_args(data, work_dir, fairseq__train__max_update=200, fairseq__train__log_interval=20,
                     fairseq__train__warmup_updates=30)
+    from fairseq import checkpoint_utils
+    checkpoint_utils.save_checkpoint.best = -1.0  # as if left by an earlier run in this process
     assert runner.train(args) == 0
     return work_dir, work_dir / 'fairseq_train.log'
 
@@ -138,6 +140,7 @@ def test_training_lowers_the_loss(trained):
     losses = [float(x) for x in re.findall(r'train_inner .* loss=([0-9.]+)', log.read_text())]
     assert len(losses) == 10, losses
     assert losses[-1] < losses[0] - 2.0, losses
+    assert (work_dir / 'checkpoint_best.pt').exists()  # the stale best loss was not inherited
     assert (work_dir / 'fairseq_train.sh').read_text().startswith('fairseq-train ')
     assert '--activation-fn sau' in (work_dir / 'fairseq_train.sh').read_text()
 
@@ -329,3 +332,15 @@ def test_fairseq_patch_applies_exactly_once(tmp_path):
     assert 'weights_only=False' in (src / 'fairseq' / 'checkpoint_utils.py').read_text()
     with pytest.raises(SystemExit, match='matches 0 times'):  # a second application fails loudly
         build.apply_patch(src)
+
+
+def test_resume_continues_from_the_last_checkpoint(data, trained):  # last: it moves checkpoint_last.pt on
+    work_dir, log = trained
+    args = run_args(data, work_dir, fairseq__train__max_update=210, fairseq__train__log_interval=20,
+                    fairseq__train__warmup_updates=30)
+    args.resume = 'auto'
+    assert runner.train(args) == 0
+    text = log.read_text()
+    assert re.search(r'Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 200 updates\)', text)
+    state = torch.load(work_dir / 'checkpoint_last.pt', map_location='cpu', weights_only=False)
+    assert state['optimizer_history'][-1]['num_updates'] == 210

@@ -123,6 +123,10 @@ def train(args):
     from fairseq.distributed import utils as distributed_utils
     from fairseq_cli import train as fairseq_train
 
+    # fairseq keeps the best validation loss on the function (restored from the checkpoint on resume);
+    # a second run in this process must not inherit the first one's
+    if hasattr(checkpoint_utils.save_checkpoint, 'best'):
+        del checkpoint_utils.save_checkpoint.best
     # fairseq_cli.train.cli_main, with our arguments instead of sys.argv
     parser = fairseq_options.get_training_parser()
     namespace = fairseq_options.parse_args_and_arch(parser, input_args=argv)
