@@ -17,7 +17,7 @@ for path in (ROOT, ROOT / 'tools' / 'data'):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-fairseq = pytest.importorskip('fairseq', reason='fairseq is installed by tools/env/build_fairseq_wheel.py')
+fairseq = pytest.importorskip('fairseq', reason='fairseq is installed by tools/env/setup.sh (tools/env/build_wheel.py fairseq)')
 
 import make_tiny_en_de  # noqa: E402
 import prepare_wmt14_en_de  # noqa: E402
@@ -313,25 +313,26 @@ def test_sau_checkpoint_without_plugin_says_add_user_dir(data, trained, tmp_path
 # --- the fairseq build -------------------------------------------------------------------------
 def test_fairseq_patch_applies_exactly_once(tmp_path):
     sys.path.insert(0, str(ROOT / 'tools' / 'env'))
-    import build_fairseq_wheel as build
+    import build_wheel as build  # what tools/env/setup.sh runs
 
-    edits = build.parse_patch(build.PATCH.read_text())
+    patch = build.RECIPES['fairseq'].patch('fairseq')
+    edits = build.parse_patch(patch.read_text())
     assert sorted(edits) == ['fairseq/checkpoint_utils.py', 'fairseq/dataclass/configs.py',
                              'fairseq/dataclass/initialize.py', 'fairseq/models/transformer/transformer_config.py',
                              'fairseq/modules/transformer_layer.py', 'fairseq/utils.py', 'setup.py']
     assert all(old != new for hunks in edits.values() for old, new in hunks)
     sdist = Path.home() / '.cache' / 'sau-zoo' / 'wheels' / 'fairseq-0.12.2.tar.gz'
     if not sdist.exists():
-        pytest.skip(f'{sdist} not downloaded (tools/env/build_fairseq_wheel.py does)')
+        pytest.skip(f'{sdist} not downloaded (tools/env/build_wheel.py fairseq does)')
     import tarfile
     with tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers() if m.name.split('/', 1)[-1] in edits]
         tar.extractall(tmp_path, members=members, filter='data')
     src = tmp_path / 'fairseq-0.12.2'
-    assert build.apply_patch(src) == sum(len(h) for h in edits.values())
+    assert build.apply_patch(src, patch) == sum(len(h) for h in edits.values())
     assert 'weights_only=False' in (src / 'fairseq' / 'checkpoint_utils.py').read_text()
     with pytest.raises(SystemExit, match='matches 0 times'):  # a second application fails loudly
-        build.apply_patch(src)
+        build.apply_patch(src, patch)
 
 
 def test_resume_continues_from_the_last_checkpoint(data, trained):  # last: it moves checkpoint_last.pt on
