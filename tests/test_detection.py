@@ -51,13 +51,7 @@ def _mmdet_scope():
     init_default_scope('mmdet')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    # on a small shared CPU, intra-op threads waiting on each other make these runs ~3x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='session')

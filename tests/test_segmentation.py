@@ -51,13 +51,7 @@ def _mmseg_scope():
     init_default_scope('mmseg')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """Two threads on two cores shared with other jobs run ~3x slower than one (OpenMP spin-waits)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='session')

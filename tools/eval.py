@@ -8,7 +8,6 @@ import os.path as osp
 import sys
 
 import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
-from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
@@ -19,14 +18,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='metrics JSON file (default: <checkpoint>.metrics.json)')
     parser.add_argument('--act', metavar='NAME',
                         help='the activation the checkpoint was trained with via train.py --act')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value (mmengine DictAction)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    zoo_cli.set_local_rank(args)
-    return args
+    zoo_cli.add_common_arguments(parser)
+    return zoo_cli.parse_args(parser, argv)
 
 
 def format_table(metrics):

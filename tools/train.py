@@ -7,7 +7,6 @@ import argparse
 import sys
 
 import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
-from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
@@ -23,14 +22,8 @@ def parse_args(argv=None):
                         help='replace every activation of the model (act_cfg) by this one: '
                         'relu, swish, leaky_relu, elu, softplus, gelu, prelu, relu6, sau')
     parser.add_argument('--seed', type=int, help='random seed (overrides randomness.seed)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value (mmengine DictAction)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    zoo_cli.set_local_rank(args)
-    return args
+    zoo_cli.add_common_arguments(parser)
+    return zoo_cli.parse_args(parser, argv)
 
 
 def main(argv=None):

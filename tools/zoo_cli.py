@@ -178,6 +178,19 @@ def check_checkpoint_matches(model, checkpoint_path):
                        f'{"; ".join(parts)} keys; was it trained with another config or --act?')
 
 
-def set_local_rank(args):
+def add_common_arguments(parser):
+    """The flags tools/train.py and tools/eval.py share."""
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, key=value (mmengine DictAction)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_args(parser, argv=None):
+    """Parse, then export LOCAL_RANK for MMEngine's launcher as MMDetection's tools do."""
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args

@@ -21,6 +21,7 @@ The detokenised test sets are kept in ``OUT/ref/test.{en,de}`` for sacreBLEU.
 import argparse
 import multiprocessing
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -190,6 +191,8 @@ def prepare(out, raw_dir, bpe_tokens=40000, workers=1, download=True):
            '--destdir', out / 'bin', '--thresholdtgt', '0', '--thresholdsrc', '0', '--joined-dictionary',
            '--workers', str(workers)]
     log('fairseq-preprocess --joined-dictionary')
+    # bin/ is derived from the BPE files just written: replace it (fairseq-preprocess refuses to overwrite)
+    shutil.rmtree(out / 'bin', ignore_errors=True)
     subprocess.run([str(c) for c in cmd], check=True)
     log(f'done: {out / "bin"}')
     return out / 'bin'

@@ -10,9 +10,9 @@ text must occur exactly once, else we stop), then ``pip wheel --no-deps``. The w
 ``<cache>/<name>-<version>+<label>/``, where the label names the patch and what the build was compiled
 against; a wheel already there is reused. The last line printed is the wheel's path.
 
-fairseq 0.12.2 (see its patch for the five edits): official sdist + patch rather than ``fairseq-fixed``
+fairseq 0.12.2 (see its patch for the six edits): official sdist + patch rather than ``fairseq-fixed``
 0.12.3.1, because the sdist is the release the paper-era recipes (examples/scaling_nmt) were run with and
-the patch is five small edits anyone can read in one screen; ``fairseq-fixed`` is one person's
+the patch is six small edits anyone can read in one screen; ``fairseq-fixed`` is one person's
 repackaging of unreleased upstream main and still needs the ``weights_only`` fix. It is built with build
 isolation and numpy pinned by ``--build-constraint``: the sdist compiles libbleu and two Cython modules
 against numpy's C API; its torch C++ extensions (libbase, libnat) are not in the sdist at all and setup.py
