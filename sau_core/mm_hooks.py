@@ -1,0 +1,227 @@
+"""MMEngine hooks for safe training runs: stop on a non-finite loss, atomic checkpoints, exact resume.
+
+- ``FiniteLossHook``: after every training step, raises ``FloatingPointError`` naming the iteration and
+  each non-finite ``loss*`` term, before any checkpoint of the broken weights is written.
+- ``AtomicCheckpointHook``: MMEngine's ``CheckpointHook`` whose files (checkpoints, ``last_checkpoint``)
+  are written to a temporary file in the same folder, fsynced and renamed over the final name
+  (``os.replace``), and which removes outdated checkpoints only after the new one is complete. A run
+  killed while saving keeps its previous checkpoint and leaves no partial file under a checkpoint name.
+- ``RandomStateHook``: stores the Python, NumPy and torch random states in every checkpoint and restores
+  them on ``resume``, so a resumed run draws the same augmentations as an uninterrupted one.
+
+``add_reliability_hooks(cfg)`` puts the three into a config (``tools/train.py``). Without it, from the
+command line: ``--cfg-options default_hooks.checkpoint.type=sau_core.mm_hooks.AtomicCheckpointHook
+default_hooks.finite_loss.type=sau_core.mm_hooks.FiniteLossHook
+default_hooks.random_state.type=sau_core.mm_hooks.RandomStateHook`` (MMEngine imports dotted types).
+"""
+import glob
+import os
+import os.path as osp
+import random
+
+import numpy as np
+import torch
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.registry import HOOKS
+
+PARTIAL_SUFFIX = '.partial'
+
+
+def atomic_write(path, data):
+    """Write ``data`` (bytes) to ``path`` so that ``path`` holds either its old content or all of ``data``.
+
+    The bytes go to ``.<name>.<pid>.partial`` in the same folder (same file system, so the rename is
+    atomic), are fsynced, then renamed over ``path``; the folder is fsynced so the rename survives a
+    power loss. On any error the temporary file is removed.
+    """
+    path = os.fspath(path)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}{PARTIAL_SUFFIX}')
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """MMEngine's local file backend with atomic ``put``/``put_text`` (``backend_args=dict(backend='atomic_local')``).
+
+    ``mmengine.runner.checkpoint.save_checkpoint`` serialises the checkpoint to memory and hands the bytes
+    to the backend's ``put``, which in ``LocalBackend`` opens the final path with ``'wb'`` and writes.
+    """
+
+    def put(self, obj, filepath):
+        atomic_write(filepath, obj)
+
+    def put_text(self, obj, filepath, encoding='utf-8'):
+        atomic_write(filepath, obj.encode(encoding))
+
+
+register_backend('atomic_local', AtomicLocalBackend, force=True)  # force: re-importing must not fail
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """Stop training at the first NaN/inf loss term, naming the iteration and the term.
+
+    Checks every entry of the step's log vars whose name contains ``loss`` (what MMEngine's
+    ``BaseModel.parse_losses`` sums into the total ``loss``). Its priority runs it before the
+    ``CheckpointHook`` and the ``LoggerHook``, so the weights of that step are never saved.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if not isinstance(outputs, dict):
+            return
+        bad = {}
+        for name, value in outputs.items():
+            if 'loss' not in name:
+                continue
+            value = torch.as_tensor(value).detach()
+            if not torch.isfinite(value).all():
+                bad[name] = value.item() if value.numel() == 1 else 'non-finite elements'
+        if not bad:
+            return
+        terms = {k: v for k, v in bad.items() if k != 'loss'} or bad  # the total only if no term is
+        listed = ', '.join(f'{k}={v}' for k, v in terms.items())
+        raise FloatingPointError(
+            f'non-finite loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}): {listed}; '
+            f'training stopped before saving these weights (lower the learning rate, check the data, '
+            f'or resume from the last checkpoint)')
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` with atomic writes and outdated checkpoints removed after, not before, saving.
+
+    A local ``out_dir`` (the default: the work dir) with no ``backend_args`` gets the ``atomic_local``
+    backend; other backends (``s3://``, ...) are used as given. Leftover ``.*.partial`` files of a run
+    killed while saving are removed when training starts.
+    """
+
+    def before_train(self, runner):
+        out_dir = self.out_dir if self.out_dir is not None else runner.work_dir
+        if self.backend_args is None and self.file_client_args is None and '://' not in str(out_dir):
+            self.backend_args = dict(backend='atomic_local')
+        super().before_train(runner)
+        if self.backend_args == dict(backend='atomic_local') and is_main_process():
+            for leftover in glob.glob(osp.join(glob.escape(self.out_dir), '.*' + PARTIAL_SUFFIX)):
+                runner.logger.warning(f'removing {leftover}: a checkpoint left half-written by a killed run')
+                os.remove(leftover)
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        # mmengine 0.10.7's CheckpointHook._save_checkpoint_with_step, reordered: with max_keep_ckpts it
+        # removes the oldest checkpoint before writing the new one, so a kill in between (or a failed
+        # write) leaves no checkpoint at all; here the removal comes last, and last_checkpoint is
+        # replaced atomically.
+        outdated = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir, ckpt_filename, self.file_client_args, save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+            backend_args=self.backend_args, **self.args)
+        if not is_main_process():
+            return
+        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), str(self.last_ckpt).encode('utf-8'))
+        for old in outdated:
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # checkpoints saved by deepspeed are directories
+                self.file_backend.rmtree(path)
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Save the random states (Python, NumPy, torch CPU and CUDA) in checkpoints; restore them on resume.
+
+    MMEngine's ``resume`` restores model, optimizer, schedulers and the sampler's epoch, but reseeds
+    the random generators from the seed, so random augmentations after a resume differ from those of
+    an uninterrupted run. The states are restored in ``before_train`` (lowest priority: after the other
+    hooks' set-up) when the run resumed (its iteration is past 0), not for ``load_from``. Only rank 0's
+    states are saved, so they are restored in single-process runs only.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self._loaded = None
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint['rng_states'] = dict(
+            python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+            cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        self._loaded = checkpoint.get('rng_states')
+
+    def before_train(self, runner):
+        states, self._loaded = self._loaded, None
+        if states is None or runner.iter == 0:
+            return
+        if runner.world_size > 1:
+            runner.logger.warning('RandomStateHook: random states are not restored in distributed runs')
+            return
+        random.setstate(states['python'])
+        np.random.set_state(states['numpy'])
+        torch.set_rng_state(states['torch'].cpu())
+        if states.get('cuda') is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in states['cuda']])
+        runner.logger.info('RandomStateHook: random states restored from the checkpoint')
+
+
+RELIABILITY_HOOKS = ('FiniteLossHook', 'RandomStateHook')
+
+
+def _type_name(hook_cfg):
+    kind = hook_cfg.get('type') if isinstance(hook_cfg, dict) else type(hook_cfg)
+    return (kind if isinstance(kind, str) else getattr(kind, '__name__', str(kind))).rsplit('.', 1)[-1]
+
+
+def add_reliability_hooks(cfg):
+    """Make an MMEngine config use the hooks above (idempotent; a hook already there is kept).
+
+    The plain ``CheckpointHook`` (also MMEngine's implicit default) becomes ``AtomicCheckpointHook``
+    with the same arguments; ``FiniteLossHook`` and ``RandomStateHook`` are appended to
+    ``custom_hooks``. ``default_hooks.checkpoint=None`` (checkpoints disabled) stays None.
+    """
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = {}
+    default_hooks = cfg.default_hooks  # Config.setdefault would return the dict before conversion
+    if 'checkpoint' not in default_hooks:
+        default_hooks['checkpoint'] = dict(type='AtomicCheckpointHook', interval=1)  # MMEngine's default
+    elif isinstance(default_hooks['checkpoint'], dict) and \
+            _type_name(default_hooks['checkpoint']) == 'CheckpointHook':
+        default_hooks['checkpoint']['type'] = 'AtomicCheckpointHook'
+    custom_hooks = list(cfg.get('custom_hooks') or [])
+    present = {_type_name(h) for h in custom_hooks + [h for h in default_hooks.values() if h is not None]}
+    custom_hooks += [dict(type=name) for name in RELIABILITY_HOOKS if name not in present]
+    cfg.custom_hooks = custom_hooks
+    return cfg
+
+
+__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'FiniteLossHook', 'RandomStateHook',
+           'add_reliability_hooks', 'atomic_write']

@@ -1,0 +1,203 @@
+"""Reliability of MMEngine training runs (sau_core.mm_hooks): NaN stop, atomic checkpoints, crash and resume.
+
+Every run is the tiny segmentation config through ``tools/train.py`` in a subprocess (one torch thread,
+3 epochs of 5 iterations, a checkpoint per epoch), with the hooks switched on by ``--cfg-options``
+(MMEngine imports dotted hook types), which is also how a user enables them without code changes.
+"""
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SAU_TINY = osp.join(REPO, 'segmentation', 'configs', 'unet-w8_sau_tiny-cityscapes.py')
+TRAIN = osp.join(REPO, 'tools', 'train.py')
+EVAL = osp.join(REPO, 'tools', 'eval.py')
+for path in (REPO, osp.join(REPO, 'tools', 'data')):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+pytest.importorskip('mmseg')
+import make_tiny_cityscapes  # noqa: E402
+from sau_core import mm_hooks  # noqa: E402
+
+EPOCHS = 3
+HOOKS = ['default_hooks.checkpoint.type=sau_core.mm_hooks.AtomicCheckpointHook',
+         'default_hooks.finite_loss.type=sau_core.mm_hooks.FiniteLossHook',
+         'default_hooks.random_state.type=sau_core.mm_hooks.RandomStateHook']
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD': '1'}
+
+# tools/train.py with os.fsync replaced: the process SIGKILLs itself when it fsyncs the temporary file of
+# the checkpoint named in argv[1], i.e. with the new checkpoint fully written but not yet renamed.
+KILL_WHILE_SAVING = '''
+import os, signal, sys
+target = sys.argv.pop(1)
+real_fsync = os.fsync
+def fsync(fd):
+    name = os.readlink(f'/proc/self/fd/{fd}')
+    if os.path.basename(name).startswith('.' + target + '.'):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_fsync(fd)
+os.fsync = fsync
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+import train, zoo_cli
+sys.exit(zoo_cli.run_main(train.main, sys.argv[1:]))
+'''
+
+
+@pytest.fixture(scope='module')
+def tiny_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('rel') / 'tiny_cityscapes')
+    make_tiny_cityscapes.make_tiny_cityscapes(root, seed=0)
+    return root
+
+
+def train_argv(root, work_dir, *options):
+    roots = [f'{k}.dataset.data_root={root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    return [SAU_TINY, '--work-dir', str(work_dir), '--seed', '0', '--cfg-options', *roots, *HOOKS,
+            f'train_cfg.max_epochs={EPOCHS}', 'default_hooks.checkpoint.interval=1',
+            'default_hooks.logger.interval=1', *options]
+
+
+def run(argv, timeout=240):
+    return subprocess.run([sys.executable, *argv], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def state_dict(path):
+    return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tiny_root, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('uninterrupted')
+    proc = run([TRAIN, *train_argv(tiny_root, work_dir)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work_dir
+
+
+# --- NaN / inf loss -------------------------------------------------------------------------------
+def fake_runner(iteration=0, epoch=0):
+    return SimpleNamespace(iter=iteration, epoch=epoch)
+
+
+def test_finite_loss_hook_names_the_iteration_and_the_term():
+    hook = mm_hooks.FiniteLossHook()
+    finite = {'loss': torch.tensor(1.0), 'decode.loss_ce': torch.tensor(0.7), 'decode.acc_seg': torch.tensor(50.)}
+    hook.after_train_iter(fake_runner(), 0, outputs=finite)  # no error
+    nan = dict(finite, **{'decode.loss_ce': torch.tensor(float('nan')), 'loss': torch.tensor(float('nan'))})
+    with pytest.raises(FloatingPointError, match=r'iteration 8 \(epoch 2\): decode\.loss_ce=nan;'):
+        hook.after_train_iter(fake_runner(7, 1), 3, outputs=nan)
+    # every term finite but the sum overflowed: the total is named
+    with pytest.raises(FloatingPointError, match=r'iteration 1 \(epoch 1\): loss=inf'):
+        hook.after_train_iter(fake_runner(), 0, outputs=dict(finite, loss=torch.tensor(float('inf'))))
+    # only loss terms count: a NaN accuracy is not a reason to stop
+    hook.after_train_iter(fake_runner(), 0, outputs=dict(finite, **{'decode.acc_seg': torch.tensor(float('nan'))}))
+
+
+def test_nan_loss_stops_the_run_before_any_checkpoint(tiny_root, tmp_path):
+    # Adam at 1e30: the first step sends the weights to ~1e30 and the second forward overflows
+    proc = run([TRAIN, *train_argv(tiny_root, tmp_path, 'optim_wrapper.optimizer.lr=1e30')])
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('FloatingPointError: non-finite loss at iteration 2 (epoch 1): decode.loss_ce=nan')
+    assert not [f for f in os.listdir(tmp_path) if f.endswith('.pth')]
+
+
+def test_add_reliability_hooks_is_idempotent_and_keeps_arguments():
+    from mmengine.config import Config
+    cfg = Config(dict(default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, max_keep_ckpts=1))))
+    mm_hooks.add_reliability_hooks(cfg)
+    mm_hooks.add_reliability_hooks(cfg)
+    assert cfg.default_hooks.checkpoint == dict(type='AtomicCheckpointHook', interval=3, max_keep_ckpts=1)
+    assert [h['type'] for h in cfg.custom_hooks] == ['FiniteLossHook', 'RandomStateHook']
+    cfg = Config(dict(default_hooks=dict(checkpoint=None, finite_loss=dict(type='sau_core.mm_hooks.FiniteLossHook'))))
+    mm_hooks.add_reliability_hooks(cfg)
+    assert cfg.default_hooks.checkpoint is None  # checkpoints switched off stay off
+    assert [h['type'] for h in cfg.custom_hooks] == ['RandomStateHook']
+    cfg = mm_hooks.add_reliability_hooks(Config(dict()))  # MMEngine's implicit CheckpointHook(interval=1)
+    assert cfg.default_hooks.checkpoint == dict(type='AtomicCheckpointHook', interval=1)
+
+
+# --- atomic checkpoints ---------------------------------------------------------------------------
+def test_atomic_write_replaces_whole_files_and_cleans_up_on_error(tmp_path, monkeypatch):
+    path = tmp_path / 'sub' / 'x.pth'
+    mm_hooks.atomic_write(path, b'old')
+    mm_hooks.atomic_write(path, b'new content')
+    assert path.read_bytes() == b'new content'
+
+    def fail(fd):
+        raise OSError('disk full')
+    monkeypatch.setattr(os, 'fsync', fail)
+    with pytest.raises(OSError, match='disk full'):
+        mm_hooks.atomic_write(path, b'never')
+    assert path.read_bytes() == b'new content' and os.listdir(path.parent) == ['x.pth']
+
+
+def test_kill_while_saving_keeps_the_previous_checkpoint_and_resume_finishes(tiny_root, tmp_path, uninterrupted):
+    # the tiny config keeps one checkpoint (max_keep_ckpts=1): mmengine's own hook deletes epoch_1.pth
+    # before writing epoch_2.pth, so this kill would leave no checkpoint at all
+    proc = run(['-c', KILL_WHILE_SAVING, 'epoch_2.pth', TRAIN, *train_argv(tiny_root, tmp_path)])
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    files = sorted(os.listdir(tmp_path))
+    assert 'epoch_1.pth' in files and 'epoch_2.pth' not in files
+    partial = [f for f in files if f.endswith('.partial')]
+    assert len(partial) == 1 and partial[0].startswith('.epoch_2.pth.')
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'epoch_1.pth')
+    assert state_dict(tmp_path / 'epoch_1.pth')  # complete and loadable
+
+    proc = run([TRAIN, *train_argv(tiny_root, tmp_path), '--resume'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'removing' in proc.stdout + proc.stderr  # the partial file, logged
+    files = os.listdir(tmp_path)
+    assert not [f for f in files if f.endswith('.partial')]
+    assert f'epoch_{EPOCHS}.pth' in files and 'epoch_1.pth' not in files  # max_keep_ckpts=1 still holds
+    final, reference = state_dict(tmp_path / f'epoch_{EPOCHS}.pth'), state_dict(uninterrupted / f'epoch_{EPOCHS}.pth')
+    assert final.keys() == reference.keys()
+    assert all(torch.equal(final[k], reference[k]) for k in final)
+
+
+def test_eval_of_a_truncated_checkpoint_is_one_line_naming_the_file(tiny_root, tmp_path, uninterrupted):
+    good = (uninterrupted / f'epoch_{EPOCHS}.pth').read_bytes()
+    bad = tmp_path / 'truncated.pth'
+    bad.write_bytes(good[:len(good) // 2])
+    roots = [f'{k}.dataset.data_root={tiny_root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    proc = run([EVAL, SAU_TINY, str(bad), '--work-dir', str(tmp_path), '--cfg-options', *roots])
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and f'cannot read checkpoint {bad}' in errors[0]
+
+
+# --- crash and resume -----------------------------------------------------------------------------
+def test_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_root, tmp_path, uninterrupted):
+    child = subprocess.Popen([sys.executable, TRAIN, *train_argv(tiny_root, tmp_path)], cwd=REPO, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not (tmp_path / 'epoch_1.pth').exists():
+            assert child.poll() is None, 'training ended before its first checkpoint'
+            assert time.monotonic() < deadline, 'no first checkpoint after 180 s'
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert not (tmp_path / f'epoch_{EPOCHS}.pth').exists()  # killed mid-way
+
+    proc = run([TRAIN, *train_argv(tiny_root, tmp_path), '--resume'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'random states restored' in proc.stdout + proc.stderr
+    final, reference = state_dict(tmp_path / f'epoch_{EPOCHS}.pth'), state_dict(uninterrupted / f'epoch_{EPOCHS}.pth')
+    assert final.keys() == reference.keys()
+    different = [k for k in final if not torch.equal(final[k], reference[k])]
+    assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'
