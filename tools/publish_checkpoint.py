@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""Make a release checkpoint: strip the training state, hash, name it the OpenMMLab way.
+
+    python tools/publish_checkpoint.py work_dirs/unet-w8_sau_tiny-cityscapes/epoch_30.pth released/ \\
+        --config segmentation/configs/unet-w8_sau_tiny-cityscapes.py
+    # -> released/unet-w8_sau_tiny-cityscapes_20261123-1a2b3c4d.pth
+
+What is kept is what ``tools/eval.py`` needs and nothing more:
+
+- MMEngine checkpoints (``state_dict``, ``meta``, ``optimizer``, ``param_schedulers``, ``message_hub``):
+  ``state_dict`` and ``meta``;
+- fairseq checkpoints (``model``, ``cfg``/``args``, ``optimizer_history``, ``last_optimizer_state``,
+  ``extra_state``): ``model``, ``cfg``/``args``, ``task_state``, and ``optimizer_history`` reduced to the
+  names and the update count that fairseq's loader requires (no optimizer or lr-scheduler state);
+  ``extra_state`` (meters, data iterator) is emptied.
+
+The name is ``<config stem>_<YYYYMMDD>-<sha256[:8]>.pth``: the stem of ``--config`` (default: the config
+file name MMEngine recorded in ``meta.experiment_name``), today's date (UTC), and the first 8 hex digits
+of the sha256 of the written file itself. The file is written to a temporary file in OUT_DIR and moved into
+place with ``os.replace``, so OUT_DIR never holds a partial checkpoint.
+"""
+import argparse
+import hashlib
+import os
+import os.path as osp
+import re
+import sys
+import tempfile
+import time
+
+MM_KEEP = ('state_dict', 'meta')
+FAIRSEQ_KEEP = ('model', 'cfg', 'args', 'task_state')
+
+
+class PublishError(Exception):
+    """Bad input; reported as one line, exit status 1."""
+
+
+def sha256sum(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_fairseq(ckpt):
+    return 'model' in ckpt and ('cfg' in ckpt or 'args' in ckpt)
+
+
+def strip(ckpt):
+    """The checkpoint without optimizer, scheduler and logging state (a new dict; tensors shared)."""
+    if not isinstance(ckpt, dict):
+        raise PublishError(f'not a checkpoint dict but a {type(ckpt).__name__}')
+    if is_fairseq(ckpt):
+        out = {k: ckpt[k] for k in FAIRSEQ_KEEP if k in ckpt}
+        # fairseq's _upgrade_state_dict needs optimizer_history[-1] with these keys and extra_state
+        last = (ckpt.get('optimizer_history') or [{}])[-1]
+        out['optimizer_history'] = [{'criterion_name': last.get('criterion_name', 'CrossEntropyCriterion'),
+                                     'optimizer_name': last.get('optimizer_name', 'FairseqNAG'),
+                                     'lr_scheduler_state': {}, 'num_updates': last.get('num_updates', 0)}]
+        out['extra_state'] = {}
+        return out
+    if 'state_dict' in ckpt:
+        out = {k: ckpt[k] for k in MM_KEEP if k in ckpt}
+        meta = dict(out.get('meta') or {})
+        meta.pop('hook_msgs', None)  # the checkpoint hook's bookkeeping (last/best checkpoint paths)
+        out['meta'] = meta
+        return out
+    raise PublishError('neither an MMEngine checkpoint (no "state_dict") nor a fairseq one (no "model" '
+                       'with "cfg"/"args")')
+
+
+def config_stem(ckpt, config):
+    if config:
+        return osp.splitext(osp.basename(config))[0]
+    name = (ckpt.get('meta') or {}).get('experiment_name') if isinstance(ckpt, dict) else None
+    if name:  # MMEngine: <config stem>_<YYYYMMDD>_<HHMMSS>
+        return re.sub(r'_\d{8}_\d{6}$', '', name)
+    raise PublishError('cannot tell the config name from this checkpoint; pass --config CONFIG')
+
+
+def publish(src, out_dir, config=None, date=None):
+    """Write the stripped checkpoint into ``out_dir``; return ``(path, sha256)``."""
+    import torch
+    if not osp.isfile(src):
+        raise PublishError(f'checkpoint not found: {src}')
+    try:
+        # our own checkpoints: MMEngine's pickle the message hub, fairseq's an omegaconf config
+        ckpt = torch.load(src, map_location='cpu', weights_only=False)
+    except Exception as e:  # torch.load's many ways to fail on a non-checkpoint
+        raise PublishError(f'cannot read checkpoint {src}: {type(e).__name__}: {e}') from e
+    stripped = strip(ckpt)
+    stem = config_stem(ckpt, config)
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.publish-', suffix='.tmp', dir=out_dir)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(stripped, f)
+        digest = sha256sum(tmp)
+        date = date or time.strftime('%Y%m%d', time.gmtime())
+        path = osp.join(out_dir, f'{stem}_{date}-{digest[:8]}.pth')
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path, digest
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('checkpoint', help='MMEngine .pth or fairseq .pt checkpoint')
+    parser.add_argument('out_dir', help='folder for the published file (created if missing)')
+    parser.add_argument('--config', help='the config the checkpoint was trained with (names the file)')
+    args = parser.parse_args(argv)
+    try:
+        path, digest = publish(args.checkpoint, args.out_dir, args.config)
+    except PublishError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    size = osp.getsize(path)
+    print(f'{path}  sha256 {digest}  {size / 2**20:.2f} MiB (from {osp.getsize(args.checkpoint) / 2**20:.2f} MiB)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
