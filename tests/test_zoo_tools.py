@@ -272,3 +272,77 @@ def test_publish_bad_input_is_one_line(tmp_path):
     one_line_error(tool('tools/publish_checkpoint.py', str(tmp_path / 'odd.pth'), str(tmp_path / 'out')),
                    'neither an MMEngine checkpoint')
     assert not osp.exists(tmp_path / 'out') or os.listdir(tmp_path / 'out') == []
+
+
+# ---------------------------------------------------------------- plot
+
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def assert_png(path, min_bytes=10_000):
+    import matplotlib.image
+    with open(path, 'rb') as f:
+        assert f.read(8) == PNG_SIGNATURE
+    assert osp.getsize(path) > min_bytes
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+    assert image.std() > 0.01  # not a blank canvas
+
+
+def test_plot_activations_writes_a_png(tmp_path):
+    out = str(tmp_path / 'figs' / 'activations.png')
+    proc = tool('tools/plot.py', 'activations', out, '--alphas', '0.15,0.5', '--ns', '1,20000', timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert_png(out)
+
+
+def test_plot_alphas_of_a_checkpoint(seg_sweep, tmp_path):
+    import plot
+    ckpt = osp.join(seg_sweep['work_dir'], 'sau', 'seed0', 'epoch_1.pth')
+    result = plot.plot_alphas(ckpt, str(tmp_path / 'alphas.png'))
+    assert_png(result['out'])
+    state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    assert result['keys'] == [k for k in state if k.endswith('.alpha')] and len(result['keys']) == 24
+    assert result['means'] == pytest.approx([state[k].mean().item() for k in result['keys']])
+    # a ReLU checkpoint has no alphas: one-line error
+    relu = osp.join(seg_sweep['work_dir'], 'relu', 'seed0', 'epoch_1.pth')
+    one_line_error(tool('tools/plot.py', 'alphas', relu, str(tmp_path / 'none.png'), timeout=120), 'no SAU alphas')
+    assert not osp.exists(tmp_path / 'none.png')
+
+
+def test_plot_loss_curves_of_a_sweep(seg_sweep, tmp_path):
+    import plot
+    train, _ = plot.read_mmengine_scalars(osp.join(seg_sweep['work_dir'], 'sau', 'seed0'))
+    assert sorted(train) == [5]  # 1 epoch of 5 iterations, logged every 5
+    result = plot.plot_curves(seg_sweep['work_dir'], str(tmp_path / 'curves.png'))
+    assert result['runs'] == {'relu': ['seed0', 'seed1'], 'sau': ['seed0', 'seed1']}
+    assert_png(result['out'])
+    one_line_error(tool('tools/plot.py', 'curves', str(tmp_path / 'nothing'), str(tmp_path / 'c.png'), timeout=120),
+                   'sweep folder not found')
+
+
+FAIRSEQ_LOG = """\
+2026-11-23 17:27:16,722 | INFO | train_inner | epoch 001:     50 / 219 loss=8.034, nll_loss=7.832, ppl=227.93, \
+wps=6039.5, ups=3.28, wpb=1836.1, bsz=99.2, num_updates=50, lr=0.00250002, gnorm=1.392, train_wall=15, wall=17
+2026-11-23 17:27:33,437 | INFO | train_inner | epoch 001:    100 / 219 loss=6.082, nll_loss=5.572, ppl=47.56, \
+wps=5455.3, ups=2.99, wpb=1823.7, bsz=82.7, num_updates=100, lr=0.00232379, gnorm=1.071, train_wall=16, wall=34
+2026-11-23 17:28:41,314 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 2.445 | nll_loss 1.198 | \
+ppl 2.29 | wps 6302.2 | wpb 1257 | bsz 62.2 | num_updates 219
+2026-11-23 17:28:41,425 | INFO | train | epoch 001 | loss 5.163 | nll_loss 4.477 | ppl 22.26 | wps 3998.4 | \
+ups 2.19 | wpb 1826.6 | bsz 90.8 | num_updates 219 | lr 0.00157027 | gnorm 1.077 | train_wall 97 | wall 102
+"""
+
+
+def test_plot_reads_fairseq_training_logs(tmp_path):
+    import plot
+    for act, scale in (('relu', 1.0), ('sau', 0.9)):
+        run_dir = tmp_path / 'sweep' / act / 'seed0'
+        run_dir.mkdir(parents=True)
+        (run_dir / 'fairseq_train.log').write_text(FAIRSEQ_LOG.replace('loss=8.034', f'loss={8.034 * scale:.3f}'))
+    train, val = plot.read_fairseq_log(str(tmp_path / 'sweep' / 'sau' / 'seed0' / 'fairseq_train.log'))
+    assert train == {50: pytest.approx(8.034 * 0.9, abs=1e-3), 100: 6.082}
+    assert val == {'valid loss': {219: 2.445}}
+    out = str(tmp_path / 'curves.png')
+    proc = tool('tools/plot.py', 'curves', str(tmp_path / 'sweep'), out, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert_png(out)

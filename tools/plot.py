@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""Plots of the zoo (matplotlib, PNG files).
+
+    python tools/plot.py activations act.png                  # SAU for a few alpha and n beside ReLU, LeakyReLU, GELU
+    python tools/plot.py alphas CHECKPOINT alphas.png         # the learned SAU alpha of every layer
+    python tools/plot.py curves work_dirs/sweep/segmentation curves.png   # training loss per activation
+
+``alphas`` reads every state_dict entry whose key ends in ``.alpha`` (an SAU module's slope; one value per
+layer, or the mean with a min-max bar for per-channel alphas) from an MMEngine (``state_dict``) or fairseq
+(``model``) checkpoint. ``curves`` reads a ``tools/sweep.py`` folder (``<act>/seed<S>/``): MMEngine's
+``<timestamp>/vis_data/scalars.json`` (the ``loss`` of every logged iteration, and the validation metrics where
+validation ran), or fairseq's ``fairseq_train.log`` (``train_inner`` loss by update, ``valid`` loss by update);
+one colour per activation, one line per seed, and a second panel with the validation curves when there are any.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import re
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+SAU_ALPHAS = (0.0, 0.15, 0.5)
+SAU_NS = (1.0, 4.0, 20000.0)
+
+
+class PlotError(Exception):
+    """Bad input; reported as one line, exit status 1."""
+
+
+def _save(fig, out):
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches='tight')
+    plt.close(fig)
+    return out
+
+
+# ---------------------------------------------------------------- activation functions
+
+def plot_activations(out, alphas=SAU_ALPHAS, ns=SAU_NS, lo=-3.0, hi=3.0):
+    """Left: SAU (alpha 0.15; every n) beside ReLU, LeakyReLU (0.01), GELU. Right: SAU for every alpha x n."""
+    import torch
+    import torch.nn.functional as F
+    from sau_core.reference import sau_reference
+
+    x = torch.linspace(lo, hi, 601, dtype=torch.float64)
+
+    def sau(a, n):
+        return sau_reference(x, torch.tensor(a, dtype=x.dtype), torch.tensor(n, dtype=x.dtype)).numpy()
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.plot(x, F.relu(x), 'k-', lw=1.5, label='ReLU')
+    left.plot(x, F.leaky_relu(x, 0.01), 'k:', lw=1.5, label='LeakyReLU (0.01)')
+    left.plot(x, F.gelu(x), 'k--', lw=1.5, label='GELU')
+    for n in ns:
+        left.plot(x, sau(0.15, n), lw=1.2, label=f'SAU a=0.15, n={n:g}')
+    left.set_title('SAU beside the baselines')
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    styles = ['-', '--', ':', '-.']
+    for i, a in enumerate(alphas):
+        for j, n in enumerate(ns):
+            right.plot(x, sau(a, n), color=colours[i % len(colours)], ls=styles[j % len(styles)], lw=1.2,
+                       label=f'a={a:g}, n={n:g}')
+    right.set_title('SAU(x; a, n)')
+    for ax in (left, right):
+        ax.axhline(0, color='0.8', lw=0.8)
+        ax.axvline(0, color='0.8', lw=0.8)
+        ax.set_xlabel('x')
+        ax.legend(fontsize=7)
+    right.set_ylim(lo / 2, hi)
+    left.set_ylim(lo / 2, hi)
+    return _save(fig, out)
+
+
+# ---------------------------------------------------------------- learned alphas
+
+def checkpoint_alphas(path):
+    """``[(key, tensor)]`` of every state_dict entry ending in ``.alpha``, in the checkpoint's order."""
+    import torch
+    if not osp.isfile(path):
+        raise PlotError(f'checkpoint not found: {path}')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=False)  # our own checkpoints (see eval.py)
+    except Exception as e:
+        raise PlotError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+    state = ckpt
+    if isinstance(ckpt, dict):
+        state = ckpt.get('state_dict', ckpt.get('model', ckpt))
+    if not isinstance(state, dict):
+        raise PlotError(f'{path} holds no state_dict')
+    alphas = [(k, v.detach().float().reshape(-1)) for k, v in state.items()
+              if k.endswith('.alpha') and hasattr(v, 'detach')]
+    if not alphas:
+        raise PlotError(f'{path} has no SAU alphas (no state_dict key ends in ".alpha"): '
+                        'was it trained with another activation?')
+    return alphas
+
+
+def plot_alphas(checkpoint, out, init=0.15):
+    alphas = checkpoint_alphas(checkpoint)
+    means = [float(v.mean()) for _, v in alphas]
+    low = [m - float(v.min()) for m, (_, v) in zip(means, alphas)]
+    high = [float(v.max()) - m for m, (_, v) in zip(means, alphas)]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(alphas) + 2), 4.5))
+    index = range(len(alphas))
+    ax.bar(index, means, yerr=[low, high] if any(v.numel() > 1 for _, v in alphas) else None, color='C0')
+    ax.axhline(init, color='k', ls='--', lw=1, label=f'initial alpha {init:g}')
+    ax.set_xticks(list(index))
+    ax.set_xticklabels([k[:-len('.alpha')] for k, _ in alphas], rotation=90, fontsize=6)
+    ax.set_ylabel('learned alpha')
+    ax.set_title(f'SAU alpha per layer: {osp.basename(checkpoint)} ({len(alphas)} layers)')
+    ax.legend()
+    _save(fig, out)
+    return dict(out=out, keys=[k for k, _ in alphas], means=means)
+
+
+# ---------------------------------------------------------------- training curves
+
+_FAIRSEQ_TRAIN = re.compile(r'\| train_inner \|.*?\bloss=([-\d.eE+]+).*?\bnum_updates=(\d+)')
+_FAIRSEQ_VALID = re.compile(r"\| valid \|.*?\| loss ([-\d.eE+]+) \|.*?\| num_updates (\d+)")
+
+
+def read_mmengine_scalars(run_dir):
+    """``(train, val)``: ``{step: loss}`` and ``{metric: {epoch_or_iter: value}}`` from every scalars.json."""
+    train, val = {}, {}
+    for path in sorted(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json'))):  # timestamps, in order
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                entry = json.loads(line)
+                if 'loss' in entry:
+                    train[int(entry['step'])] = float(entry['loss'])
+                else:  # a validation entry: metrics plus data_time/time
+                    for key, value in entry.items():
+                        if key not in ('step', 'data_time', 'time') and isinstance(value, (int, float)):
+                            val.setdefault(key, {})[int(entry['step'])] = float(value)
+    return train, val
+
+
+def read_fairseq_log(path):
+    """``(train, val)``: ``{num_updates: loss}`` of the train_inner lines and ``{'valid loss': {...}}``."""
+    train, valid = {}, {}
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            m = _FAIRSEQ_TRAIN.search(line)
+            if m:
+                train[int(m.group(2))] = float(m.group(1))
+                continue
+            m = _FAIRSEQ_VALID.search(line)
+            if m:
+                valid[int(m.group(2))] = float(m.group(1))
+    return train, ({'valid loss': valid} if valid else {})
+
+
+def read_run(run_dir):
+    log = osp.join(run_dir, 'fairseq_train.log')
+    if osp.isfile(log):
+        return read_fairseq_log(log)
+    return read_mmengine_scalars(run_dir)
+
+
+def sweep_curves(sweep_dir):
+    """``{act: {seed_name: (train, val)}}`` for every ``<act>/seed*/`` folder that has a training log."""
+    if not osp.isdir(sweep_dir):
+        raise PlotError(f'sweep folder not found: {sweep_dir}')
+    curves = {}
+    for act in sorted(os.listdir(sweep_dir)):
+        for run_dir in sorted(glob.glob(osp.join(sweep_dir, act, 'seed*'))):
+            train, val = read_run(run_dir)
+            if train:
+                curves.setdefault(act, {})[osp.basename(run_dir)] = (train, val)
+    if not curves:
+        raise PlotError(f'no training logs under {sweep_dir}/<act>/seed*/ (MMEngine vis_data/scalars.json or '
+                        'fairseq_train.log)')
+    return curves
+
+
+def plot_curves(sweep_dir, out):
+    curves = sweep_curves(sweep_dir)
+    has_val = any(val for runs in curves.values() for _, val in runs.values())
+    fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(11 if has_val else 6, 4.2), squeeze=False)
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for i, (act, runs) in enumerate(curves.items()):
+        colour = colours[i % len(colours)]
+        for j, (seed, (train, val)) in enumerate(runs.items()):
+            steps = sorted(train)
+            axes[0][0].plot(steps, [train[s] for s in steps], color=colour, lw=1, alpha=0.8,
+                            label=act if j == 0 else None)
+            if has_val and val:
+                metric = sorted(val)[0] if 'mIoU' not in val else 'mIoU'
+                points = sorted(val[metric])
+                axes[0][1].plot(points, [val[metric][p] for p in points], 'o-', color=colour, lw=1,
+                                label=f'{act} ({metric})' if j == 0 else None)
+    axes[0][0].set_title('training loss (one line per seed)')
+    axes[0][0].set_xlabel('iteration / update')
+    axes[0][0].set_ylabel('loss')
+    axes[0][0].legend()
+    if has_val:
+        axes[0][1].set_title('validation')
+        axes[0][1].set_xlabel('epoch / update')
+        axes[0][1].legend()
+    _save(fig, out)
+    return dict(out=out, runs={act: list(runs) for act, runs in curves.items()})
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='what', required=True)
+    p = sub.add_parser('activations', help='SAU for a few alpha and n beside ReLU, LeakyReLU, GELU')
+    p.add_argument('out', help='PNG file')
+    p.add_argument('--alphas', default=','.join(map(str, SAU_ALPHAS)), help='SAU alphas (comma-separated)')
+    p.add_argument('--ns', default=','.join(f'{n:g}' for n in SAU_NS), help='SAU n values (comma-separated)')
+    p = sub.add_parser('alphas', help='the learned SAU alpha per layer of a checkpoint')
+    p.add_argument('checkpoint')
+    p.add_argument('out', help='PNG file')
+    p = sub.add_parser('curves', help='training loss (and validation) per activation of a tools/sweep.py folder')
+    p.add_argument('sweep_dir')
+    p.add_argument('out', help='PNG file')
+    args = parser.parse_args(argv)
+    try:
+        if args.what == 'activations':
+            try:
+                alphas = [float(a) for a in args.alphas.split(',')]
+                ns = [float(n) for n in args.ns.split(',')]
+            except ValueError:
+                raise PlotError(f'--alphas/--ns take comma-separated numbers, not {args.alphas!r} / {args.ns!r}')
+            if any(n <= 0 for n in ns):
+                raise PlotError('--ns: n must be > 0')
+            plot_activations(args.out, alphas, ns)
+        elif args.what == 'alphas':
+            plot_alphas(args.checkpoint, args.out)
+        else:
+            plot_curves(args.sweep_dir, args.out)
+    except PlotError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    print(f'written: {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
