@@ -25,6 +25,7 @@ from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 
 PARTIAL_SUFFIX = '.partial'
 
@@ -159,10 +160,13 @@ class RandomStateHook(Hook):
     """Save the random states (Python, NumPy, torch CPU and CUDA) in checkpoints; restore them on resume.
 
     MMEngine's ``resume`` restores model, optimizer, schedulers and the sampler's epoch, but reseeds
-    the random generators from the seed, so random augmentations after a resume differ from those of
-    an uninterrupted run. The states are restored in ``before_train`` (lowest priority: after the other
-    hooks' set-up) when the run resumed (its iteration is past 0), not for ``load_from``. Only rank 0's
-    states are saved, so they are restored in single-process runs only.
+    the random generators from the seed, so with ``EpochBasedTrainLoop`` the random augmentations after
+    a resume differ from those of an uninterrupted run. The states are restored in ``before_train``
+    (lowest priority: after the other hooks' set-up) when the run resumed (its iteration is past 0),
+    not for ``load_from``. ``IterBasedTrainLoop`` is left alone: after ``before_train`` it replays the
+    dataloader up to the resumed iteration, which from the reseeded state redraws the same
+    augmentations as the uninterrupted run (restoring first would make it draw past them). Only rank
+    0's states are saved, so they are restored in single-process runs only.
     """
 
     priority = 'LOWEST'
@@ -181,6 +185,8 @@ class RandomStateHook(Hook):
     def before_train(self, runner):
         states, self._loaded = self._loaded, None
         if states is None or runner.iter == 0:
+            return
+        if isinstance(runner.train_loop, IterBasedTrainLoop):
             return
         if runner.world_size > 1:
             runner.logger.warning('RandomStateHook: random states are not restored in distributed runs')

@@ -18,6 +18,7 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SAU_TINY = osp.join(REPO, 'segmentation', 'configs', 'unet-w8_sau_tiny-cityscapes.py')
+SSD_TINY = osp.join(REPO, 'detection', 'configs', 'ssd300-w0.125_sau_tinyvoc.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 EVAL = osp.join(REPO, 'tools', 'eval.py')
 for path in (REPO, osp.join(REPO, 'tools', 'data')):
@@ -26,6 +27,7 @@ for path in (REPO, osp.join(REPO, 'tools', 'data')):
 
 pytest.importorskip('mmseg')
 import make_tiny_cityscapes  # noqa: E402
+import make_tiny_voc  # noqa: E402
 from sau_core import mm_hooks  # noqa: E402
 
 EPOCHS = 3
@@ -202,4 +204,27 @@ def test_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_
     final, reference = state_dict(tmp_path / f'epoch_{EPOCHS}.pth'), state_dict(uninterrupted / f'epoch_{EPOCHS}.pth')
     assert final.keys() == reference.keys()
     different = [k for k in final if not torch.equal(final[k], reference[k])]
+    assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'
+
+
+def test_iteration_based_detection_resume_after_a_kill_while_saving_is_exact(tmp_path_factory):
+    """SSD (IterBasedTrainLoop, by-iteration checkpoints): MMEngine replays the dataloader up to the
+    resumed iteration, so RandomStateHook must leave the reseeded states alone for the run to match."""
+    root = tmp_path_factory.mktemp('voc')
+    make_tiny_voc.make_tiny_voc(str(root), trainval=8, test=4, seed=0)
+    roots = [f'{k}.dataset.data_root={root}/VOCdevkit/' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+
+    def argv(work_dir):
+        return [SSD_TINY, '--work-dir', str(work_dir), '--seed', '0', '--cfg-options', *roots, *HOOKS,
+                'train_cfg.max_iters=4', 'default_hooks.checkpoint.interval=2']
+    reference, resumed = tmp_path_factory.mktemp('ssd_reference'), tmp_path_factory.mktemp('ssd_resumed')
+    assert run([TRAIN, *argv(reference)]).returncode == 0
+    proc = run(['-c', KILL_WHILE_SAVING, 'iter_4.pth', TRAIN, *argv(resumed)])
+    assert proc.returncode == -signal.SIGKILL and (resumed / 'iter_2.pth').exists(), proc.stderr[-3000:]
+    proc = run([TRAIN, *argv(resumed), '--resume'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'random states restored' not in proc.stdout + proc.stderr
+    final, expected = state_dict(resumed / 'iter_4.pth'), state_dict(reference / 'iter_4.pth')
+    assert final.keys() == expected.keys()
+    different = [k for k in final if not torch.equal(final[k], expected[k])]
     assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'
