@@ -106,7 +106,7 @@ def test_sweep_table_has_the_paper_layout_and_the_runs_numbers(seg_sweep):
             expected['equal' if abs(d) < sweep.EQUAL_TOL else 'better' if d > 0 else 'worse'] += 1
     assert results['comparison'] == {'relu': expected}
     assert sum(expected.values()) == 2 * len(metrics)
-    assert '0.1 metric points' in results['equal_rule']
+    assert '< 0.1 points' in results['equal_rule'] and results['scale'] == 1.0
 
     with open(osp.join(work_dir, 'results.md')) as f:
         md = f.read()
@@ -194,6 +194,20 @@ def test_sweep_summary_rule_and_std():
     one = sweep.summarize('segmentation', ['sau'], [0], {'sau': {0: runs['sau'][0]}}, 0.1, [])
     assert one['summary']['sau']['aAcc']['std'] == 0.0 and one['comparison'] == {}
     assert 'No SAU vs baseline count' in sweep.to_markdown(one)
+
+
+def test_sweep_shows_detection_fractions_in_percent():
+    keys = TASKS['detection'].metrics
+    runs = {act: {0: {k: v for k in keys.values()}} for act, v in (('sau', 0.659), ('relu', 0.6585))}
+    results = sweep.summarize('detection', ['relu', 'sau'], [0], runs, 0.1, [])
+    assert results['scale'] == 100.0
+    assert results['summary']['sau'][list(keys)[0]]['mean'] == pytest.approx(65.9)
+    assert results['runs']['sau']['0'] == runs['sau'][0]  # raw values as eval.py wrote them
+    # 0.05 points apart: equal; with fractions unscaled every detection result would have been 'equal'
+    assert results['comparison'] == {'relu': dict(better=0, equal=3, worse=0)}
+    runs['relu'][0] = {k: 0.657 for k in keys.values()}
+    assert sweep.summarize('detection', ['relu', 'sau'], [0], runs, 0.1, [])['comparison']['relu']['better'] == 3
+    assert 'x100 (in %)' in sweep.to_markdown(results)
 
 
 # ---------------------------------------------------------------- publish_checkpoint

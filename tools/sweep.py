@@ -21,8 +21,12 @@ Then it writes ``WORK_DIR/results.md`` and ``WORK_DIR/results.json``:
   ``tools/demo.py``), ``mean +/- std`` over the seeds (sample standard deviation, n-1; 0 for one seed);
 - the paper's Table 8 count: for each baseline, over seeds x metrics (paired by seed: SAU seed S against
   the baseline's seed S), how often SAU is better, equal or worse. **Equal** means
-  ``|SAU - baseline| < EQUAL_TOL`` metric points (``--equal-tol``, default 0.1; every metric here is a
-  percentage or BLEU score where higher is better).
+  ``|SAU - baseline| < EQUAL_TOL`` points (``--equal-tol``, default 0.1) of the table's unit; every metric
+  here is a percentage or BLEU score where higher is better.
+
+Units: the tables show mIoU/aAcc/mAcc and BLEU as the tools write them (already in %) and detection's mAP/AP,
+which MMDetection writes as fractions, x100 (in %, as the paper's Table 5); ``results.json`` holds the raw
+per-run values under ``runs`` and the shown ones under ``summary``.
 """
 import argparse
 import json
@@ -41,6 +45,8 @@ from demo import TASKS  # noqa: E402  (one table of tasks: demo.py's)
 
 EQUAL_TOL = 0.1
 BASE = 'sau'
+#: factor from the metric JSON's values to the tables' percent points (MMDetection's metrics are fractions)
+SCALE = {'detection': 100.0}
 
 
 class SweepError(Exception):
@@ -135,11 +141,12 @@ def summarize(task_name, acts, seeds, runs, equal_tol, cfg_options):
     """``runs[act][seed]`` -> the results dict (tables' numbers, the comparison counts, the rule)."""
     task = TASKS[task_name]
     columns = list(task.metrics)
+    scale = SCALE.get(task_name, 1.0)
     summary = {}
     for act in acts:
         summary[act] = {}
         for column, key in task.metrics.items():
-            values = [float(runs[act][seed][key]) for seed in seeds]
+            values = [scale * float(runs[act][seed][key]) for seed in seeds]
             mean, std = mean_std(values)
             summary[act][column] = dict(mean=mean, std=std, n=len(values), values=values)
     comparison = {}
@@ -150,15 +157,15 @@ def summarize(task_name, acts, seeds, runs, equal_tol, cfg_options):
             counts = dict(better=0, equal=0, worse=0)
             for seed in seeds:
                 for key in task.metrics.values():
-                    diff = float(runs[BASE][seed][key]) - float(runs[base][seed][key])
+                    diff = scale * (float(runs[BASE][seed][key]) - float(runs[base][seed][key]))
                     counts['equal' if abs(diff) < equal_tol else 'better' if diff > 0 else 'worse'] += 1
             comparison[base] = counts
     return dict(task=task_name, config=task.config, acts=acts, seeds=seeds, cfg_options=cfg_options,
-                metrics=dict(task.metrics), columns=columns,
+                metrics=dict(task.metrics), columns=columns, scale=scale,
                 runs={act: {str(seed): {k: runs[act][seed][k] for k in task.metrics.values()}
                             for seed in seeds} for act in acts},
                 summary=summary, comparison=comparison,
-                equal_rule=f'|SAU - baseline| < {equal_tol:g} metric points, per seed (paired) and metric; '
+                equal_rule=f'|SAU - baseline| < {equal_tol:g} points (table units), per seed (paired) and metric; '
                            f'higher is better')
 
 
@@ -166,7 +173,8 @@ def to_markdown(results):
     columns = results['columns']
     seeds = results['seeds']
     lines = [f'# Sweep: {results["task"]} ({results["config"]})', '',
-             f'{len(seeds)} seeds ({", ".join(map(str, seeds))}) per activation, mean +/- std (sample std, n-1).'
+             f'{len(seeds)} seed(s) ({", ".join(map(str, seeds))}) per activation, mean +/- std (sample std, n-1)'
+             + (f', metric values x{results["scale"]:g} (in %).' if results['scale'] != 1 else '.')
              + (f' `--cfg-options {" ".join(results["cfg_options"])}`.' if results['cfg_options'] else ''), '',
              '| activation | ' + ' | '.join(columns) + ' |', '|---|' + '---:|' * len(columns)]
     for act in results['acts']:
@@ -175,7 +183,7 @@ def to_markdown(results):
         lines.append(f'| {act} | ' + ' | '.join(cells) + ' |')
     lines.append('')
     if results['comparison']:
-        lines += [f'SAU against each baseline, counted over {len(seeds)} seeds x {len(columns)} metrics '
+        lines += [f'SAU against each baseline, counted over {len(seeds)} seed(s) x {len(columns)} metrics '
                   f'(equal: {results["equal_rule"]}):', '',
                   '| baseline | SAU better | equal | SAU worse |', '|---|---:|---:|---:|']
         for base, c in results['comparison'].items():
