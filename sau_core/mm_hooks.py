@@ -7,7 +7,8 @@
   (``os.replace``), and which removes outdated checkpoints only after the new one is complete. A run
   killed while saving keeps its previous checkpoint and leaves no partial file under a checkpoint name.
 - ``RandomStateHook``: stores the Python, NumPy and torch random states in every checkpoint and restores
-  them on ``resume``, so a resumed run draws the same augmentations as an uninterrupted one.
+  them on ``resume`` of an ``EpochBasedTrainLoop``, so a resumed run draws the same augmentations as an
+  uninterrupted one (``IterBasedTrainLoop`` gets there by itself, see the class).
 
 ``add_reliability_hooks(cfg)`` puts the three into a config (``tools/train.py``). Without it, from the
 command line: ``--cfg-options default_hooks.checkpoint.type=sau_core.mm_hooks.AtomicCheckpointHook
