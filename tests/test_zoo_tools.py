@@ -142,25 +142,32 @@ def test_sweep_resumes_without_training_again(seg_sweep):
         assert json.load(f) == results
 
 
-def test_sweep_evaluates_a_run_whose_metrics_are_missing(seg_sweep, tmp_path):
-    """A run that trained but was not evaluated is evaluated, not trained again."""
+def test_sweep_evaluates_or_resumes_unfinished_runs(seg_sweep, tmp_path):
+    """A run that trained but was not evaluated is only evaluated; an interrupted training is resumed."""
     import shutil
     work_dir = str(tmp_path / 'segmentation')
     shutil.copytree(seg_sweep['work_dir'], work_dir)
-    run_dir = osp.join(work_dir, 'sau', 'seed1')
-    expected = run_metrics(work_dir, 'sau', 1)
-    os.remove(osp.join(run_dir, 'metrics.json'))
-    # the copied last_checkpoint points into the original folder: point it at the copy
-    with open(osp.join(run_dir, 'last_checkpoint'), 'w') as f:
-        f.write(osp.join(run_dir, 'epoch_1.pth'))
-    train_log = os.stat(osp.join(run_dir, 'train.log')).st_mtime_ns
+    expected = {(act, seed): run_metrics(work_dir, act, seed) for act, seed in (('sau', 1), ('relu', 0))}
+    for act, seed in (('sau', 1), ('relu', 0)):
+        run_dir = osp.join(work_dir, act, f'seed{seed}')
+        os.remove(osp.join(run_dir, 'metrics.json'))
+        # the copied last_checkpoint points into the original folder: point it at the copy
+        with open(osp.join(run_dir, 'last_checkpoint'), 'w') as f:
+            f.write(osp.join(run_dir, 'epoch_1.pth'))
+    os.remove(osp.join(work_dir, 'relu', 'seed0', 'train.done'))  # as if killed after its last checkpoint
+    evaluated_dir = osp.join(work_dir, 'sau', 'seed1')
+    train_log = os.stat(osp.join(evaluated_dir, 'train.log')).st_mtime_ns
     args = list(seg_sweep['args'])
     args[args.index('--work-dir') + 1] = work_dir
     proc = tool(*args, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert 'runs: 0 trained, 1 evaluated only, 3 skipped' in proc.stdout
-    assert os.stat(osp.join(run_dir, 'train.log')).st_mtime_ns == train_log
-    assert run_metrics(work_dir, 'sau', 1) == expected
+    assert 'runs: 1 trained, 1 evaluated only, 2 skipped' in proc.stdout
+    assert os.stat(osp.join(evaluated_dir, 'train.log')).st_mtime_ns == train_log
+    with open(osp.join(work_dir, 'relu', 'seed0', 'train.log')) as f:
+        assert '--seed 0 --work-dir' in (first := f.readline()) and ' --resume --cfg-options ' in first
+    # resumed at its last epoch, the run trains no further: the same weights, the same numbers
+    for (act, seed), metrics in expected.items():
+        assert run_metrics(work_dir, act, seed) == metrics
 
 
 @pytest.mark.parametrize('args, needles', [
