@@ -367,3 +367,39 @@ def test_plot_reads_fairseq_training_logs(tmp_path):
     proc = tool('tools/plot.py', 'curves', str(tmp_path / 'sweep'), out, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert_png(out)
+
+
+def test_published_fairseq_checkpoint_generates_the_same(tmp_path):
+    """Train the tiny Transformer for a few updates, publish it, and compare fairseq-generate's output."""
+    pytest.importorskip('fairseq')
+    import make_tiny_en_de
+    import prepare_wmt14_en_de
+    data = tmp_path / 'tiny_en_de'
+    make_tiny_en_de.make_corpus(data / 'raw', n_train=300, n_valid=20, n_test=20, seed=3)
+    prepare_wmt14_en_de.prepare(data, data / 'raw', bpe_tokens=200, workers=1, download=False)
+    config = 'translation/configs/transformer_tiny_sau.py'
+    options = ['--cfg-options', f'fairseq.data={data}/bin', f'fairseq.ref={data}/ref/test.de',
+               'fairseq.train.max_update=5', 'fairseq.train.warmup_updates=2', 'fairseq.generate.beam=2']
+    work_dir = tmp_path / 'work'
+    proc = tool('tools/train.py', config, '--seed', '0', '--work-dir', str(work_dir), *options)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    src = work_dir / 'checkpoint_last.pt'
+    proc = tool('tools/publish_checkpoint.py', str(src), str(tmp_path / 'released'), '--config', config)
+    assert proc.returncode == 0, proc.stderr
+    [name] = os.listdir(tmp_path / 'released')
+    path = tmp_path / 'released' / name
+    assert name == f'transformer_tiny_sau_{name[-21:-13]}-{publish_checkpoint.sha256sum(path)[:8]}.pth'
+    published = torch.load(path, map_location='cpu', weights_only=False)
+    assert 'last_optimizer_state' in torch.load(src, map_location='cpu', weights_only=False)
+    assert 'last_optimizer_state' not in published and {'model', 'cfg'} <= set(published)
+
+    outputs = []
+    for checkpoint in (src, path):
+        proc = tool('tools/eval.py', config, str(checkpoint), '--out', str(tmp_path / 'm.json'), *options)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        with open(tmp_path / 'm.json') as f:
+            metrics = json.load(f)
+        hyps = (checkpoint.parent / f'{checkpoint.stem}_generate' / 'generate-test.txt').read_text().splitlines()
+        outputs.append(({k: metrics[k] for k in ('sacrebleu', 'tok_bleu_compound_split', 'sentences')},
+                        sorted(line for line in hyps if line.startswith('H-'))))
+    assert outputs[0][1] and outputs[0] == outputs[1]  # the same BLEU from the same hypotheses, word for word
