@@ -1,7 +1,6 @@
 """Fuzzing the fused op against the reference: shapes, dtypes, strides, alpha/n values and special floats."""
 import math
 
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

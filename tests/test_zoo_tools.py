@@ -24,7 +24,7 @@ for path in (TOOLS, osp.join(TOOLS, 'data')):
 
 import publish_checkpoint  # noqa: E402
 import sweep  # noqa: E402
-from demo import TASKS  # noqa: E402
+from zoo_tasks import TASKS  # noqa: E402
 
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 

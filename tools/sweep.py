@@ -4,7 +4,7 @@
     python tools/sweep.py segmentation --acts relu,sau --seeds 2
     python tools/sweep.py detection --acts relu,swish,leaky_relu,elu,softplus,gelu,prelu,relu6,sau --seeds 5
 
-TASK is one of ``tools/demo.py``'s TASKS (its tiny config; point the config at real data with
+TASK is one of ``tools/zoo_tasks.py``'s TASKS (its tiny config; point the config at real data with
 ``--cfg-options``). For each activation A and seed S (0 .. SEEDS-1) the sweep runs, in subprocesses with this
 interpreter and ``OMP_NUM_THREADS=1`` unless set,
 
@@ -18,7 +18,7 @@ interrupted training is continued with ``--resume``.
 Then it writes ``WORK_DIR/results.md`` and ``WORK_DIR/results.json``:
 
 - the paper's Table 5/6/7 layout: one row per activation, one column per metric (the task's metrics in
-  ``tools/demo.py``), ``mean +/- std`` over the seeds (sample standard deviation, n-1; 0 for one seed);
+  ``tools/zoo_tasks.py``), ``mean +/- std`` over the seeds (sample standard deviation, n-1; 0 for one seed);
 - the paper's Table 8 count: for each baseline, over seeds x metrics (paired by seed: SAU seed S against
   the baseline's seed S), how often SAU is better, equal or worse. **Equal** means
   ``|SAU - baseline| < EQUAL_TOL`` points (``--equal-tol``, default 0.1) of the table's unit; every metric
@@ -33,7 +33,6 @@ import json
 import math
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 
@@ -41,7 +40,7 @@ TOOLS = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TOOLS)
 if TOOLS not in sys.path:
     sys.path.insert(0, TOOLS)
-from demo import TASKS  # noqa: E402  (one table of tasks: demo.py's)
+from zoo_tasks import TASKS, ToolError, is_fairseq_config, last_checkpoint, run_tool  # noqa: E402
 
 EQUAL_TOL = 0.1
 BASE = 'sau'
@@ -49,7 +48,7 @@ BASE = 'sau'
 SCALE = {'detection': 100.0}
 
 
-class SweepError(Exception):
+class SweepError(ToolError):
     """Bad input or a failed run; reported as one line, exit status 1."""
 
 
@@ -69,39 +68,6 @@ def parse_acts(text):
     if len(set(acts)) != len(acts):
         raise SweepError(f'--acts: an activation is listed twice: {text}')
     return acts
-
-
-def is_fairseq_config(config):
-    import zoo_cli
-    return zoo_cli.is_fairseq(zoo_cli.load_config(osp.join(REPO, config)))
-
-
-def last_checkpoint(run_dir, fairseq):
-    """The checkpoint training ended with: fairseq's checkpoint_last.pt, MMEngine's ``last_checkpoint``."""
-    if fairseq:
-        path = osp.join(run_dir, 'checkpoint_last.pt')
-        return path if osp.isfile(path) else None
-    pointer = osp.join(run_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        path = f.read().strip()
-    if not osp.isabs(path):
-        path = osp.join(REPO, path)
-    return path if osp.isfile(path) else None
-
-
-def run_tool(command, log):
-    """One tool in a subprocess (this interpreter, repo root as cwd); SweepError with the log's end on failure."""
-    env = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1')}
-    with open(log, 'w') as f:
-        f.write('$ ' + ' '.join(command) + '\n')
-        f.flush()
-        done = subprocess.run([sys.executable, *command], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if done.returncode != 0:
-        with open(log) as f:
-            tail = ''.join(f.readlines()[-15:])
-        raise SweepError(f'`{" ".join(command)}` failed (exit {done.returncode}); see {log}; its end:\n{tail}')
 
 
 def run_one(task, act, seed, run_dir, cfg_options, fairseq):
@@ -251,7 +217,7 @@ def main(argv=None):
         work_dir = args.work_dir or osp.join(REPO, 'work_dirs', 'sweep', args.task)
         results = sweep(args.task, acts, args.seeds, work_dir, args.cfg_options, args.equal_tol,
                         log=lambda line: print(line, flush=True))
-    except SweepError as e:
+    except ToolError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     print(to_markdown(results))
