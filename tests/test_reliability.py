@@ -288,3 +288,54 @@ def test_translation_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupt
     adam, adam_expected = final['last_optimizer_state']['state'], expected['last_optimizer_state']['state']
     assert adam.keys() == adam_expected.keys()
     assert all(torch.equal(v, adam_expected[i][name]) for i in adam for name, v in adam[i].items() if torch.is_tensor(v))
+
+
+# --- tools/train.py: add_reliability_hooks by default, readable --resume checkpoints ----------------------
+def test_train_tool_adds_the_reliability_hooks_by_default(tiny_root, tmp_path):
+    argv = [a for a in train_argv(tiny_root, tmp_path, 'optim_wrapper.optimizer.lr=1e30') if a not in HOOKS]
+    proc = run([TRAIN, *argv])
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        'error: non-finite loss at iteration 2 (epoch 1): decode.loss_ce=nan')
+    assert 'Traceback' not in proc.stderr
+    assert 'AtomicCheckpointHook' in proc.stdout + proc.stderr  # the hook table MMEngine logs
+
+
+@pytest.mark.parametrize('how', ['path', 'auto'])
+def test_resume_from_a_truncated_checkpoint_is_one_line_naming_the_file(tiny_root, tmp_path, uninterrupted, how):
+    good = (uninterrupted / f'epoch_{EPOCHS}.pth').read_bytes()
+    bad = tmp_path / 'epoch_1.pth'
+    bad.write_bytes(good[:len(good) // 2])
+    (tmp_path / 'last_checkpoint').write_text(str(bad))
+    proc = run([TRAIN, *train_argv(tiny_root, tmp_path), '--resume', *([str(bad)] if how == 'path' else [])])
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and f'cannot read checkpoint {bad}' in errors[0]
+
+
+# fairseq copies its first checkpoint file to checkpoint_last.pt; here the copy is killed after 1000 bytes
+KILL_WHILE_COPYING = '''
+import os, shutil, signal, sys
+from fairseq.file_io import PathManager
+from translation import runner
+def copy_then_die(fsrc, fdst, *args, **kwargs):
+    fdst.write(fsrc.read(1000))
+    fdst.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+shutil.copyfileobj = copy_then_die
+shutil._USE_CP_SENDFILE = False  # Linux copies with sendfile, not copyfileobj, unless told otherwise
+with runner._atomic_checkpoint_copies():
+    PathManager.copy(sys.argv[1], sys.argv[2], overwrite=True)
+'''
+
+
+def test_translation_kill_while_copying_to_checkpoint_last_keeps_the_previous_one(tmp_path):
+    pytest.importorskip('fairseq')
+    last, new = tmp_path / 'checkpoint_last.pt', tmp_path / 'checkpoint2.pt'
+    torch.save({'update': 1}, last)
+    torch.save({'update': 2, 'weights': torch.ones(1_000_000)}, new)
+    proc = run(['-c', KILL_WHILE_COPYING, str(new), str(last)])
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert torch.load(last, weights_only=False) == {'update': 1}
+    assert [f.name for f in tmp_path.iterdir() if f.name.endswith('.partial')]  # the copy was under way

@@ -33,6 +33,8 @@ def main(argv=None):
         return zoo_cli.translation_runner().train(args)
 
     zoo_cli.apply_common_options(cfg, args, args.config)
+    from sau_core.mm_hooks import add_reliability_hooks
+    add_reliability_hooks(cfg)  # stop on NaN/inf loss, atomic checkpoints, random states kept for --resume
     if args.amp:
         import torch
         if not torch.cuda.is_available():
@@ -43,9 +45,12 @@ def main(argv=None):
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
+        from mmengine.runner import find_latest_checkpoint
+        latest = find_latest_checkpoint(cfg.work_dir)  # None: nothing to resume, MMEngine starts afresh
+        if latest:
+            zoo_cli.read_checkpoint(latest, f'checkpoint named in {cfg.work_dir}/last_checkpoint')
     elif args.resume is not None:
-        if not zoo_cli.osp.isfile(args.resume):
-            raise zoo_cli.CLIError(f'--resume: checkpoint not found: {args.resume}')
+        zoo_cli.read_checkpoint(args.resume, '--resume: checkpoint')
         cfg.resume = True
         cfg.load_from = args.resume
     zoo_cli.check_datasets(cfg, ['train_dataloader', 'val_dataloader'])

@@ -26,7 +26,7 @@ def run_main(main, argv=None):
     """Call ``main(argv)``; known bad-input errors become one ``error: ...`` line and exit 1."""
     try:
         return main(argv)
-    except CLIError as e:
+    except (CLIError, FloatingPointError) as e:  # FloatingPointError: FiniteLossHook stopped a NaN/inf loss
         print(f'error: {e}', file=sys.stderr)
     except FileNotFoundError as e:  # e.g. a dataset file that the early checks could not foresee
         print(f'error: {e.strerror or e}: {e.filename or ""} (check the dataset and paths in the config)',
@@ -153,13 +153,20 @@ def check_datasets(cfg, loader_keys):
                                    + (f'; {hint}' if hint else ''))
 
 
+def read_checkpoint(path, what='checkpoint'):
+    """The loaded checkpoint, or CLIError naming ``path`` (a missing, truncated or foreign file)."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    if not osp.isfile(path):
+        raise CLIError(f'{what} not found: {path}')
+    try:
+        return _load_checkpoint(path, map_location='cpu')
+    except Exception as e:  # torch.load's many ways to fail on a truncated or foreign file
+        raise CLIError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+
+
 def check_checkpoint_matches(model, checkpoint_path):
     """Raise CLIError unless the checkpoint's state_dict has exactly the model's keys and shapes."""
-    from mmengine.runner.checkpoint import _load_checkpoint
-    try:
-        ckpt = _load_checkpoint(checkpoint_path, map_location='cpu')
-    except Exception as e:  # torch.load's many ways to fail on a non-checkpoint
-        raise CLIError(f'cannot read checkpoint {checkpoint_path}: {type(e).__name__}: {e}') from e
+    ckpt = read_checkpoint(checkpoint_path)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise CLIError(f'{checkpoint_path} holds no state_dict')

@@ -9,8 +9,10 @@ The full command is written to the work dir, so every run can be repeated with p
 """
 import contextlib
 import json
+import os
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 USER_DIR = str(Path(__file__).resolve().parent)  # this folder is the fairseq --user-dir
@@ -93,6 +95,44 @@ def _log_to(path):
         handler.close()
 
 
+@contextlib.contextmanager
+def _atomic_checkpoint_copies():
+    """Make fairseq's local checkpoint copies atomic for the duration of a run.
+
+    ``checkpoint_utils.torch_persistent_save`` writes the first checkpoint name through ``<name>.tmp`` and
+    a rename, but ``save_checkpoint`` then copies that file to ``checkpoint_best.pt``/``checkpoint_last.pt``
+    with ``PathManager.copy`` (``shutil.copyfile``, in place): a kill during the copy leaves a truncated
+    ``checkpoint_last.pt``, the file ``--resume`` reads. Local copies here go to a temporary file in the
+    same folder, are fsynced and renamed over the destination.
+    """
+    from fairseq.file_io import PathManager
+
+    original = PathManager.__dict__['copy']
+
+    def copy(src_path, dst_path, overwrite=False):
+        if PathManager.path_requires_pathmanager(src_path) or PathManager.path_requires_pathmanager(dst_path):
+            return original.__func__(src_path, dst_path, overwrite)
+        if not overwrite and os.path.exists(dst_path):
+            return False
+        tmp = f'{dst_path}.{os.getpid()}.partial'
+        try:
+            shutil.copyfile(src_path, tmp)
+            with open(tmp, 'rb+') as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dst_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return True
+
+    PathManager.copy = staticmethod(copy)
+    try:
+        yield
+    finally:
+        PathManager.copy = original
+
+
 # --- training ----------------------------------------------------------------------------------
 def train(args):
     """Train with ``fairseq_cli.train``; returns 0.
@@ -130,7 +170,7 @@ def train(args):
     # fairseq_cli.train.cli_main, with our arguments instead of sys.argv
     parser = fairseq_options.get_training_parser()
     namespace = fairseq_options.parse_args_and_arch(parser, input_args=argv)
-    with _torch_threads(fs), _log_to(work_dir / 'fairseq_train.log'):
+    with _torch_threads(fs), _log_to(work_dir / 'fairseq_train.log'), _atomic_checkpoint_copies():
         distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), fairseq_train.main)
     best = getattr(checkpoint_utils.save_checkpoint, 'best', None)
     print(f'translation train done: activation {options["activation_fn"]}, best valid loss '
