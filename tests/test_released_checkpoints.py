@@ -134,3 +134,26 @@ def test_model_zoo_md_shows_the_metafile(task, model, evaluated):
     measured = evaluated[model['Name']]
     for key in expected_metrics(model):
         assert f'{key} {measured[key]:.4f}' in row, f'{key} {measured[key]:.4f} not in: {row}'
+
+
+def test_a_checkpoint_url_is_downloaded_once_and_hash_checked(tmp_path, monkeypatch):
+    import shutil
+
+    import zoo_cli
+    monkeypatch.setenv('SAU_ZOO_CACHE', str(tmp_path / 'cache'))
+    released = osp.join(REPO, 'checkpoints', sorted(os.listdir(osp.join(REPO, 'checkpoints')))[0])
+    url = 'file://' + released
+    fetched = zoo_cli.fetch_checkpoint(url)
+    assert fetched.startswith(str(tmp_path / 'cache')) and osp.basename(fetched) == osp.basename(released)
+    with open(fetched, 'rb') as a, open(released, 'rb') as b:
+        assert a.read() == b.read()
+    assert zoo_cli.fetch_checkpoint(url) == fetched  # cached: not downloaded again
+    assert zoo_cli.fetch_checkpoint(released) == released  # a local path stays as it is
+
+    wrong = tmp_path / re.sub(r'-[0-9a-f]{8}\.pth$', '-00000000.pth', osp.basename(released))
+    shutil.copy(released, wrong)
+    with pytest.raises(zoo_cli.CLIError, match='hash'):
+        zoo_cli.fetch_checkpoint('file://' + str(wrong))
+    assert not osp.exists(tmp_path / 'cache' / 'checkpoints' / wrong.name)
+    with pytest.raises(zoo_cli.CLIError, match='cannot download'):
+        zoo_cli.fetch_checkpoint('file://' + str(tmp_path / 'missing-12345678.pth'))

@@ -13,7 +13,7 @@ import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate a checkpoint of the SAU zoo')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, or a URL (downloaded once, hash-checked)')
     parser.add_argument('--work-dir', help='the dir to save the evaluation logs')
     parser.add_argument('--out', help='metrics JSON file (default: <checkpoint>.metrics.json)')
     parser.add_argument('--act', metavar='NAME',
@@ -34,6 +34,7 @@ def format_table(metrics):
 def main(argv=None):
     args = parse_args(argv)
     cfg = zoo_cli.load_config(args.config)
+    args.checkpoint = zoo_cli.fetch_checkpoint(args.checkpoint)
     if not osp.isfile(args.checkpoint):
         raise zoo_cli.CLIError(f'checkpoint not found: {args.checkpoint}')
     if zoo_cli.is_fairseq(cfg):

@@ -153,6 +153,34 @@ def check_datasets(cfg, loader_keys):
                                    + (f'; {hint}' if hint else ''))
 
 
+def fetch_checkpoint(path_or_url):
+    """A local path as it is; a URL (http, https, file) downloaded once into the zoo's cache.
+
+    Checkpoints named the OpenMMLab way (``<config>_<date>-<sha256[:8]>.pth``) are checked against the hash
+    prefix in their name; a download that does not match is deleted and refused.
+    """
+    if '://' not in path_or_url:
+        return path_or_url
+    import re
+    from urllib.parse import urlparse
+    from torch.hub import download_url_to_file
+    name = osp.basename(urlparse(path_or_url).path)
+    cache = osp.join(os.environ.get('SAU_ZOO_CACHE', osp.expanduser('~/.cache/sau-zoo')), 'checkpoints')
+    target = osp.join(cache, name)
+    if osp.isfile(target):
+        return target
+    os.makedirs(cache, exist_ok=True)
+    match = re.search(r'-([0-9a-f]{8})\.pth?$', name)
+    try:
+        download_url_to_file(path_or_url, target, hash_prefix=match.group(1) if match else None,
+                             progress=False)
+    except RuntimeError as e:  # torch.hub's hash mismatch
+        raise CLIError(f'{path_or_url}: {e}') from None
+    except OSError as e:  # offline, 404, ...
+        raise CLIError(f'cannot download {path_or_url}: {e}') from None
+    return target
+
+
 def read_checkpoint(path, what='checkpoint'):
     """The loaded checkpoint, or CLIError naming ``path`` (a missing, truncated or foreign file)."""
     from mmengine.runner.checkpoint import _load_checkpoint

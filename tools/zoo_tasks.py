@@ -49,6 +49,17 @@ TASKS = {
 }
 
 
+def released_checkpoint(task_name, task):
+    """(weights path, metrics) of the task's released tiny checkpoint, from ``<task>/metafile.yml``."""
+    import yaml
+    with open(osp.join(REPO, task_name, 'metafile.yml')) as f:
+        models = yaml.safe_load(f)['Models']
+    for model in models:
+        if model['Config'] == task.config and model.get('Weights'):
+            return model['Weights'], model['Results'][0]['Metrics']
+    raise ToolError(f'{task_name}/metafile.yml lists no released checkpoint for {task.config}')
+
+
 def is_fairseq_config(config):
     return zoo_cli.is_fairseq(zoo_cli.load_config(osp.join(REPO, config)))
 

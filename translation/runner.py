@@ -189,7 +189,8 @@ def evaluate(args):
         raise FileNotFoundError(f'checkpoint {checkpoint} not found')
     generate = dict(fs.generate)
     subset = generate.get('gen_subset', 'test')
-    results = checkpoint.with_name(f'{checkpoint.stem}_generate')
+    # generation output goes to --work-dir when given, else beside the checkpoint
+    results = (Path(args.work_dir) if getattr(args, 'work_dir', None) else checkpoint.parent) / f'{checkpoint.stem}_generate'
     options = dict(generate, path=str(checkpoint), user_dir=USER_DIR, results_path=str(results))
     argv = [data] + to_argv(options)
     results.mkdir(parents=True, exist_ok=True)
