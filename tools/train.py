@@ -59,6 +59,7 @@ def main(argv=None):
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    print(zoo_cli.train_summary(runner, cfg), flush=True)
     return 0
 
 

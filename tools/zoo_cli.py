@@ -213,6 +213,18 @@ def check_checkpoint_matches(model, checkpoint_path):
                        f'{"; ".join(parts)} keys; was it trained with another config or --act?')
 
 
+def train_summary(runner, cfg):
+    """One line after training: the last validation metric (the checkpoint hook's ``save_best`` metric, else
+    every plain metric) and where the checkpoints are."""
+    scalars = {key[len('val/'):]: buffer.current() for key, buffer in runner.message_hub.log_scalars.items()
+               if key.startswith('val/')}
+    best = ((cfg.get('default_hooks') or {}).get('checkpoint') or {}).get('save_best')
+    keys = [best] if isinstance(best, str) and best in scalars else [
+        key for key in scalars if '.' not in key and key not in ('time', 'data_time')]
+    shown = ', '.join(f'{key} {scalars[key]:.4g}' for key in keys) or 'no validation ran'
+    return f'train done: last validation {shown}; checkpoints in {cfg.work_dir}'
+
+
 def add_common_arguments(parser):
     """The flags tools/train.py and tools/eval.py share."""
     from mmengine.config import DictAction
