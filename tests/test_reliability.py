@@ -94,6 +94,22 @@ def fake_runner(iteration=0, epoch=0):
     return SimpleNamespace(iter=iteration, epoch=epoch)
 
 
+def sigkill_when(child, condition, timeout=180):
+    """SIGKILL the training subprocess as soon as ``condition()`` holds (its first checkpoint is complete)."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert child.poll() is None, 'training ended before its first checkpoint'
+            assert time.monotonic() < deadline, f'no first checkpoint after {timeout} s'
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def test_finite_loss_hook_names_the_iteration_and_the_term():
     hook = mm_hooks.FiniteLossHook()
     finite = {'loss': torch.tensor(1.0), 'decode.loss_ce': torch.tensor(0.7), 'decode.acc_seg': torch.tensor(50.)}
@@ -187,19 +203,8 @@ def test_eval_of_a_truncated_checkpoint_is_one_line_naming_the_file(tiny_root, t
 def test_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tiny_root, tmp_path, uninterrupted):
     child = subprocess.Popen([sys.executable, TRAIN, *train_argv(tiny_root, tmp_path)], cwd=REPO, env=ENV,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        # last_checkpoint (the file --resume reads) is written, atomically, after the checkpoint it names
-        while not (tmp_path / 'last_checkpoint').exists():
-            assert child.poll() is None, 'training ended before its first checkpoint'
-            assert time.monotonic() < deadline, 'no first checkpoint after 180 s'
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(60) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    # last_checkpoint (the file --resume reads) is written, atomically, after the checkpoint it names
+    sigkill_when(child, lambda: (tmp_path / 'last_checkpoint').exists())
     assert not (tmp_path / f'epoch_{EPOCHS}.pth').exists()  # killed mid-way
 
     proc = run([TRAIN, *train_argv(tiny_root, tmp_path), '--resume'])
@@ -259,18 +264,8 @@ def test_translation_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupt
     child = subprocess.Popen([sys.executable, *argv(resumed)], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     log = resumed / 'fairseq_train.log'
-    try:  # "Saved checkpoint" is logged once checkpoint_last.pt, fairseq's in-place copy, is complete
-        deadline = time.monotonic() + 180
-        while not (log.exists() and 'Saved checkpoint' in log.read_text()):
-            assert child.poll() is None, 'training ended before its first checkpoint'
-            assert time.monotonic() < deadline, 'no first checkpoint after 180 s'
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(60) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    # "Saved checkpoint" is logged once checkpoint_last.pt, fairseq's in-place copy, is complete
+    sigkill_when(child, lambda: log.exists() and 'Saved checkpoint' in log.read_text())
     assert 'num_updates 30' not in log.read_text()  # killed mid-way
 
     proc = run([*argv(resumed), '--resume'])
