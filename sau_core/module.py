@@ -15,7 +15,9 @@ class SAU(nn.Module):
             (like ``nn.PReLU``).
         trainable_n: learn ``n`` as well (stored as a parameter instead of a buffer).
         zero_centred: the paper's variant whose Gaussian term is multiplied by ``x``.
-        inplace: accepted and ignored, because MMCV's ``ConvModule`` passes it to every activation.
+        inplace: overwrite the input and keep only the output for backward, as ``nn.ReLU(inplace=True)``
+            does (MMCV's ``ConvModule`` asks for it); falls back to out of place where x cannot be
+            recovered from the output (see :func:`sau_core.op.sau`).
     """
 
     def __init__(self, alpha=0.15, n=20000.0, num_parameters=1, trainable_n=False,
@@ -32,11 +34,13 @@ class SAU(nn.Module):
         else:
             self.register_buffer('n', n)
         self.zero_centred = bool(zero_centred)
+        self.inplace = bool(inplace)
 
     def forward(self, x):
-        return sau(x, self.alpha, self.n, self.zero_centred)
+        return sau(x, self.alpha, self.n, self.zero_centred, self.inplace)
 
     def extra_repr(self):
         trainable = ', trainable_n=True' if isinstance(self.n, nn.Parameter) else ''
         centred = ', zero_centred=True' if self.zero_centred else ''
-        return f'num_parameters={self.alpha.numel()}, n={self.n.item():g}{trainable}{centred}'
+        inplace = ', inplace=True' if self.inplace else ''
+        return f'num_parameters={self.alpha.numel()}, n={self.n.item():g}{trainable}{centred}{inplace}'

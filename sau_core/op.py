@@ -3,6 +3,11 @@
 ``sau`` validates its arguments, the custom op picks the backend from ``x.device`` on every call (so
 ``module.to(device)`` just works) and saves only its inputs for backward: the backward kernel recomputes the
 Gaussian and erf terms instead of storing them.
+
+``sau(x, inplace=True)`` overwrites ``x`` and saves only the output, as ``nn.ReLU(inplace=True)`` does, so that
+a conv-norm-activation block keeps one tensor instead of two: SAU is strictly increasing for alpha > 0, and the
+backward kernel recovers x from SAU(x). ``torch.library`` gives no autograd to mutating custom ops, so this
+path is an ``autograd.Function`` around the same kernels.
 """
 import importlib
 import math
@@ -68,22 +73,23 @@ def _sau_fake(x, alpha, n, zero_centred):
 
 
 @torch.library.custom_op('sau_core::sau_backward', mutates_args=())
-def _sau_backward(grad_y: Tensor, x: Tensor, alpha: Tensor, n: Tensor, zero_centred: bool,
-                  need_alpha: bool, need_n: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(grad_x, grad_alpha, grad_n); a gradient that is not needed comes back empty."""
-    x, layout = dense_layout(x, alpha.numel())
-    if grad_y.stride() != x.stride():
-        grad_y = torch.empty_like(x).copy_(grad_y)
-    grad_x, grad_alpha, grad_n = backend(x.device).backward(
-        grad_y, x, alpha, n, zero_centred, layout, need_alpha, need_n)
+def _sau_backward(grad_y: Tensor, saved: Tensor, alpha: Tensor, n: Tensor, zero_centred: bool,
+                  saved_is_output: bool, need_alpha: bool, need_n: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(grad_x, grad_alpha, grad_n) from the saved input x, or from SAU(x) when ``saved_is_output``; a gradient
+    that is not needed comes back empty."""
+    saved, layout = dense_layout(saved, alpha.numel())
+    if grad_y.stride() != saved.stride():
+        grad_y = torch.empty_like(saved).copy_(grad_y)
+    grad_x, grad_alpha, grad_n = backend(saved.device).backward(
+        grad_y, saved, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n)
     grad_alpha = grad_alpha.to(alpha.dtype) if need_alpha else alpha.new_empty(0)
     grad_n = grad_n.to(n.dtype).reshape(n.shape) if need_n else n.new_empty(0)
     return grad_x, grad_alpha, grad_n
 
 
 @_sau_backward.register_fake
-def _sau_backward_fake(grad_y, x, alpha, n, zero_centred, need_alpha, need_n):
-    grad_x = torch.empty_like(dense_layout(x, alpha.numel())[0])
+def _sau_backward_fake(grad_y, saved, alpha, n, zero_centred, saved_is_output, need_alpha, need_n):
+    grad_x = torch.empty_like(dense_layout(saved, alpha.numel())[0])
     return (grad_x, alpha.new_empty(alpha.shape if need_alpha else (0,)),
             n.new_empty(n.shape if need_n else (0,)))
 
@@ -94,16 +100,49 @@ def _setup_context(ctx, inputs, output):
     ctx.zero_centred = zero_centred
 
 
-def _backward(ctx, grad_y):
-    x, alpha, n = ctx.saved_tensors
+def _backward(ctx, grad_y, saved_is_output=False):
+    saved, alpha, n = ctx.saved_tensors
     need_x, need_alpha, need_n = ctx.needs_input_grad[:3]
     grad_x, grad_alpha, grad_n = torch.ops.sau_core.sau_backward(
-        grad_y, x, alpha, n, ctx.zero_centred, need_alpha, need_n)
+        grad_y, saved, alpha, n, ctx.zero_centred, saved_is_output, need_alpha, need_n)
     return (grad_x if need_x else None, grad_alpha if need_alpha else None,
             grad_n if need_n else None, None)
 
 
 _sau.register_autograd(_backward, setup_context=_setup_context)
+
+# alpha range in which the backward kernels recover x from SAU(x) to full precision (their Newton step count).
+INPLACE_ALPHA_RANGE = (0.01, 100.0)
+
+
+class _SAUInplace(torch.autograd.Function):
+    """SAU written into x (standard form); saves the output, from which backward recovers x."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, n):
+        dense, layout = dense_layout(x, alpha.numel())
+        backend(x.device).forward_(dense, alpha, n, layout)
+        if dense is not x:  # x was not dense in memory: the kernel ran on a copy
+            x.copy_(dense)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x, alpha, n)
+        ctx.zero_centred = False
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _backward(ctx, grad_y, saved_is_output=True)[:3]
+
+
+def _can_run_inplace(x, alpha, zero_centred):
+    """In place needs the standard form, an alpha in INPLACE_ALPHA_RANGE (read on the host: a device sync on
+    GPU), eager mode (under torch.compile the compiler plans memory itself) and an x that autograd lets us
+    overwrite (not a leaf that requires grad)."""
+    if zero_centred or torch.compiler.is_compiling() or (x.requires_grad and x.is_leaf):
+        return False
+    low, high = (torch.tensor(bound, dtype=alpha.dtype).item() for bound in INPLACE_ALPHA_RANGE)  # as stored
+    alpha_min, alpha_max = torch.aminmax(alpha.detach())
+    return low <= alpha_min.item() and alpha_max.item() <= high
 
 
 def _as_parameter(name, value, x):
@@ -119,12 +158,17 @@ def _as_parameter(name, value, x):
     return torch.tensor(float(value), dtype=dtype, device=x.device)
 
 
-def sau(x, alpha=0.15, n=20000.0, zero_centred=False):
+def sau(x, alpha=0.15, n=20000.0, zero_centred=False, inplace=False):
     """Fused SAU(x; alpha, n), differentiable in x, alpha and n. Returns a tensor of x's dtype.
 
     ``alpha`` is a number, a one-element tensor, or a tensor of ``x.shape[1]`` values (one per channel, as in
     ``nn.PReLU``); ``n`` is a positive number or one-element tensor. All math runs in fp32 for fp16/bf16
     inputs (``(n*x)^2`` overflows fp16) and in fp64 for fp64 inputs.
+
+    ``inplace=True`` writes the result into x and returns x when x can be recovered from it in backward
+    (standard form, every alpha in ``INPLACE_ALPHA_RANGE``, eager mode, x not a leaf that requires grad);
+    otherwise it leaves x alone and returns a new tensor, as ``inplace=False`` does. The gradients agree with
+    the out-of-place op to within a few ulp of x's dtype.
     """
     if not isinstance(x, Tensor) or not x.is_floating_point():
         got = x.dtype if isinstance(x, Tensor) else type(x).__name__
@@ -140,4 +184,6 @@ def sau(x, alpha=0.15, n=20000.0, zero_centred=False):
         raise ValueError(f'SAU has {alpha.numel()} per-channel alphas but the input of shape {tuple(x.shape)} '
                          f'has {x.shape[1] if x.dim() >= 2 else "no"} channels along dim 1; '
                          'set num_parameters to the channel count, or 1 for a shared alpha')
+    if inplace and _can_run_inplace(x, alpha, zero_centred):
+        return _SAUInplace.apply(x, alpha, n)
     return torch.ops.sau_core.sau(x, alpha, n, bool(zero_centred))

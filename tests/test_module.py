@@ -32,11 +32,14 @@ def test_module_follows_device_and_dtype():
     assert half(torch.randn(5, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
-def test_inplace_is_accepted_and_ignored():
+def test_inplace_module_overwrites_its_input():
     x = torch.randn(4)
-    y = SAU(inplace=True)(x)
-    assert not torch.equal(x, y) or x.abs().max() == 0  # x itself is untouched
-    torch.testing.assert_close(y, sau(x))
+    expected = sau(x)
+    module = SAU(inplace=True)
+    assert module(x) is x and 'inplace=True' in repr(module)
+    torch.testing.assert_close(x, expected)
+    other = torch.randn(4)
+    assert SAU()(other) is not other
 
 
 @pytest.mark.parametrize('call, message', [

@@ -64,7 +64,8 @@ def test_closed_form_is_leaky_relu_convolved_with_gaussian(zero_centred):
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_special_values_behave_like_gelu(dtype, device):
-    """Large inputs follow the Leaky ReLU asymptotes, inf stays inf, NaN propagates, finite gives finite."""
+    """Large inputs follow the Leaky ReLU asymptotes, inf stays inf, NaN propagates, finite gives finite
+    (GELU's contract; torch's own CPU GELU gives NaN for inf on some instruction sets)."""
     big = torch.finfo(dtype).max * 0.9
     x = torch.tensor([0.0, 1e4, -1e4, big, -big, math.inf, -math.inf, math.nan], dtype=dtype, device=device)
     x.requires_grad_()
@@ -77,8 +78,6 @@ def test_special_values_behave_like_gelu(dtype, device):
     expected = torch.tensor([1e4, -0.15 * 1e4, big, -0.15 * big], dtype=torch.float64)
     torch.testing.assert_close(y[1:5].double(), expected, rtol=TOLERANCES[dtype][0] * 2, atol=0)
     assert y[5].item() == math.inf and y[6].item() == -math.inf and math.isnan(y[7].item())
-    gelu = torch.nn.functional.gelu(x.detach()[[5, 7]].float())
-    assert gelu[0].item() == math.inf and math.isnan(gelu[1].item())  # the GELU behaviour being matched
 
 
 def test_fp32_alpha_with_half_input_under_autocast():
@@ -133,7 +132,9 @@ def test_opcheck(channels):
     n = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.sau_core.sau.default, (x, alpha, n, False))
     torch.library.opcheck(torch.ops.sau_core.sau_backward.default,
-                          (torch.randn_like(x), x.detach(), alpha.detach(), n.detach(), True, True, True))
+                          (torch.randn_like(x), x.detach(), alpha.detach(), n.detach(), False, False, True, True))
+    torch.library.opcheck(torch.ops.sau_core.sau_backward.default,
+                          (torch.randn_like(x), x.detach(), alpha.detach(), n.detach(), False, True, True, True))
 
 
 def test_torch_compile_fullgraph_has_no_graph_break():

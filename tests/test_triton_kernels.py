@@ -16,11 +16,18 @@ if torch.cuda.is_available() or os.environ.get('TRITON_INTERPRET') != '1':
 triton_kernels = pytest.importorskip('sau_core.kernels.triton')
 
 
-def run_kernels(x, alpha, n, grad_y, zero_centred):
+def run_kernels(x, alpha, n, grad_y, zero_centred, saved_is_output=False):
+    """(y, grad_x, grad_alpha, grad_n); with saved_is_output, the in-place forward and the backward from y."""
     x, layout = dense_layout(x, alpha.numel())
     grad_y = torch.empty_like(x).copy_(grad_y)
-    y = triton_kernels.forward(x, alpha, n, zero_centred, layout)
-    grad_x, grad_alpha, grad_n = triton_kernels.backward(grad_y, x, alpha, n, zero_centred, layout, True, True)
+    if saved_is_output:
+        y = x.clone()
+        triton_kernels.forward_(y, alpha, n, layout)
+    else:
+        y = triton_kernels.forward(x, alpha, n, zero_centred, layout)
+    saved = y if saved_is_output else x
+    grad_x, grad_alpha, grad_n = triton_kernels.backward(grad_y, saved, alpha, n, zero_centred, saved_is_output,
+                                                         layout, True, True)
     return y, grad_x, grad_alpha, grad_n
 
 
@@ -31,17 +38,18 @@ TRITON_CASES = dict(CASES, multi_tile_1d=((5 * triton_kernels.TILE_ELEMENTS + 3,
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize('case', list(TRITON_CASES))
-@pytest.mark.parametrize('zero_centred', [False, True])
-def test_triton_kernels_match_reference(case, dtype, zero_centred):
+@pytest.mark.parametrize('zero_centred, saved_is_output', [(False, False), (True, False), (False, True)],
+                         ids=['standard', 'zero_centred', 'inplace'])
+def test_triton_kernels_match_reference(case, dtype, zero_centred, saved_is_output):
     shape, channels, make = TRITON_CASES[case]
     x = make_input(shape, dtype, 'cpu', make)
     param_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     alpha = torch.linspace(0.05, 0.3, channels, dtype=param_dtype)
     n = torch.tensor(N, dtype=param_dtype)
     grad_y = make_input(tuple(x.shape), dtype, 'cpu', lambda t: t, seed=1) * N
-    outputs = run_kernels(x, alpha, n, grad_y, zero_centred)
+    outputs = run_kernels(x, alpha, n, grad_y, zero_centred, saved_is_output)
     assert outputs[0].dtype == dtype and outputs[1].dtype == dtype
-    assert_matches_reference(outputs, x, alpha, n, grad_y, zero_centred)
+    assert_matches_reference(outputs, x, alpha, n, grad_y, zero_centred, saved_is_output)
 
 
 def test_triton_grad_alpha_is_deterministic():

@@ -1,4 +1,4 @@
-// ATen entry points of the CPU kernels, registered as torch.ops.sau_core_cpu.{forward,backward}.
+// ATen entry points of the CPU kernels, registered as torch.ops.sau_core_cpu.{forward,forward_,backward}.
 // sau_core/op.py calls them from the CPU implementation of the public op sau_core::sau; the layout
 // (rows, cols, channel_on_cols) is computed there, once for every backend.
 #include <ATen/ATen.h>
@@ -29,10 +29,10 @@ Layout make_layout(const at::Tensor& x, const at::Tensor& alpha, int64_t rows, i
   return Layout{rows, cols, channels, channel_on_cols};
 }
 
-at::Tensor sau_forward(const at::Tensor& x, const at::Tensor& alpha, double n, bool zero_centred, int64_t rows,
-                       int64_t cols, bool channel_on_cols) {
+// Writes SAU(x) into y, which may be x itself (the in-place op).
+void forward_into(const at::Tensor& x, const at::Tensor& y, const at::Tensor& alpha, double n, bool zero_centred,
+                  int64_t rows, int64_t cols, bool channel_on_cols) {
   const Layout layout = make_layout(x, alpha, rows, cols, channel_on_cols);
-  at::Tensor y = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sau_forward", [&] {
     using Acc = at::opmath_type<scalar_t>;
     const at::Tensor a = alpha.to(c10::CppTypeToScalarType<Acc>::value).contiguous();
@@ -40,16 +40,30 @@ at::Tensor sau_forward(const at::Tensor& x, const at::Tensor& alpha, double n, b
     kernel(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), a.const_data_ptr<Acc>(),
            static_cast<Acc>(n), zero_centred, layout);
   });
+}
+
+at::Tensor sau_forward(const at::Tensor& x, const at::Tensor& alpha, double n, bool zero_centred, int64_t rows,
+                       int64_t cols, bool channel_on_cols) {
+  at::Tensor y = at::empty_like(x);
+  forward_into(x, y, alpha, n, zero_centred, rows, cols, channel_on_cols);
   return y;
 }
 
-// Returns (grad_x, grad_alpha, grad_n); grad_alpha and grad_n are in the compute type (float or double) and
-// are empty when not requested. The piece partials are summed in a fixed order, in double.
+void sau_forward_(const at::Tensor& x, const at::Tensor& alpha, double n, bool zero_centred, int64_t rows,
+                  int64_t cols, bool channel_on_cols) {
+  forward_into(x, x, alpha, n, zero_centred, rows, cols, channel_on_cols);
+}
+
+// x is the saved input, or the output SAU(x) when saved_is_output (standard form only). Returns (grad_x,
+// grad_alpha, grad_n); grad_alpha and grad_n are in the compute type (float or double) and are empty when not
+// requested. The piece partials are summed in a fixed order, in double.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sau_backward(const at::Tensor& grad_y, const at::Tensor& x,
                                                             const at::Tensor& alpha, double n, bool zero_centred,
+                                                            bool saved_is_output,
                                                             int64_t rows, int64_t cols, bool channel_on_cols,
                                                             bool need_alpha, bool need_n) {
   const Layout layout = make_layout(x, alpha, rows, cols, channel_on_cols);
+  TORCH_CHECK(!(saved_is_output && zero_centred), "sau_core_cpu: the zero-centred form cannot recover x from y");
   TORCH_CHECK(grad_y.sizes() == x.sizes() && grad_y.strides() == x.strides() &&
                   grad_y.scalar_type() == x.scalar_type(),
               "sau_core_cpu: grad_y must match x in shape, strides and dtype");
@@ -65,7 +79,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sau_backward(const at::Tensor& gr
     std::vector<Acc> n_pieces(need_n ? pieces : 0, Acc(0));
     auto kernel = cpu_has_avx2() ? &avx2::backward<scalar_t, Acc> : &generic::backward<scalar_t, Acc>;
     kernel(grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>(),
-           a.const_data_ptr<Acc>(), static_cast<Acc>(n), zero_centred, layout,
+           a.const_data_ptr<Acc>(), static_cast<Acc>(n), zero_centred, saved_is_output, layout,
            need_alpha ? alpha_pieces.data() : nullptr, need_n ? n_pieces.data() : nullptr);
     if (need_alpha) {
       std::vector<double> sums(layout.channels, 0.0);
@@ -97,11 +111,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sau_backward(const at::Tensor& gr
 TORCH_LIBRARY(sau_core_cpu, m) {
   m.def("forward(Tensor x, Tensor alpha, float n, bool zero_centred, int rows, int cols, bool channel_on_cols)"
         " -> Tensor");
-  m.def("backward(Tensor grad_y, Tensor x, Tensor alpha, float n, bool zero_centred, int rows, int cols,"
-        " bool channel_on_cols, bool need_alpha, bool need_n) -> (Tensor, Tensor, Tensor)");
+  m.def("forward_(Tensor(a!) x, Tensor alpha, float n, bool zero_centred, int rows, int cols, bool channel_on_cols)"
+        " -> ()");
+  m.def("backward(Tensor grad_y, Tensor saved, Tensor alpha, float n, bool zero_centred, bool saved_is_output,"
+        " int rows, int cols, bool channel_on_cols, bool need_alpha, bool need_n) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(sau_core_cpu, CPU, m) {
   m.impl("forward", &sau_core::sau_forward);
+  m.impl("forward_", &sau_core::sau_forward_);
   m.impl("backward", &sau_core::sau_backward);
 }

@@ -30,15 +30,17 @@ inline int64_t num_pieces(const Layout& l) {
 }
 
 // T is the storage type (float, double, c10::Half, c10::BFloat16); Acc is float, or double for double.
-// backward writes per-piece partial sums into grad_alpha_pieces (num_pieces values, times cols when
-// channel_on_cols) and grad_n_pieces (num_pieces values); nullptr skips that gradient.
+// forward may run in place (y == x). backward takes the saved input x, or with saved_is_output the output y of
+// the standard form (it recovers x from y, see invert()); it writes per-piece partial sums into
+// grad_alpha_pieces (num_pieces values, times cols when channel_on_cols) and grad_n_pieces (num_pieces values);
+// nullptr skips that gradient.
 #define SAU_DECLARE_KERNELS(NS)                                                                          \
   namespace NS {                                                                                         \
   template <typename T, typename Acc>                                                                    \
   void forward(const T* x, T* y, const Acc* alpha, Acc n, bool zero_centred, const Layout& layout);     \
   template <typename T, typename Acc>                                                                    \
-  void backward(const T* grad_y, const T* x, T* grad_x, const Acc* alpha, Acc n, bool zero_centred,     \
-                const Layout& layout, Acc* grad_alpha_pieces, Acc* grad_n_pieces);                      \
+  void backward(const T* grad_y, const T* saved, T* grad_x, const Acc* alpha, Acc n, bool zero_centred,  \
+                bool saved_is_output, const Layout& layout, Acc* grad_alpha_pieces, Acc* grad_n_pieces); \
   }
 
 SAU_DECLARE_KERNELS(avx2)

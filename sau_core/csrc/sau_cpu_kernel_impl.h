@@ -86,6 +86,28 @@ inline Terms<Acc> terms(const Vectorized<Acc>& x, const Vectorized<Acc>& a, cons
   return r;
 }
 
+// x from y = SAU(x) (standard form, alpha > 0, where SAU is strictly increasing), for the in-place op that
+// keeps only its output. Outside |n*x| < kInvertBand, SAU(x) is x or alpha*x to within 1e-10 relative, so the
+// Leaky-ReLU inverse is exact there. Inside, Newton starts from that inverse, which lies on the far side of
+// the root (SAU is convex for alpha < 1, concave for alpha > 1), so it converges monotonically: kNewtonSteps
+// reach double precision for 0.01 <= alpha <= 100 (sau_core.op.INPLACE_ALPHA_RANGE).
+constexpr float kInvertBand = 8.0f;
+constexpr int kNewtonSteps = 7;
+
+template <typename Acc>
+inline Vectorized<Acc> invert(const Vectorized<Acc>& y, const Vectorized<Acc>& a, const Constants<Acc>& k) {
+  using Vec = Vectorized<Acc>;
+  const Vec x0 = Vec::blendv(y / a, y, y > Vec(Acc(0)));
+  const Vec in_band = (x0 * k.n).abs() < Vec(Acc(kInvertBand));
+  if (in_band.zero_mask() == (1 << Vec::size()) - 1) return x0;  // the common case: no lane in the band
+  Vec x = x0;
+  for (int step = 0; step < kNewtonSteps; ++step) {
+    const auto tm = terms<false>(x, a, k);
+    x = x - (x * tm.slope + tm.one_minus_a * tm.gauss - y) / tm.slope;
+  }
+  return Vec::blendv(x0, x, in_band);
+}
+
 template <typename Acc>
 inline Vectorized<Acc> load(const Acc* p, int64_t count) {
   return count == Vectorized<Acc>::size() ? Vectorized<Acc>::loadu(p) : Vectorized<Acc>::loadu(p, count);
@@ -142,21 +164,22 @@ void forward_span(const T* x, T* y, int64_t len, const Acc* alpha, const Constan
   });
 }
 
-// Backward of one span. Accumulates grad_alpha into acc_alpha (one vector, or one Acc per element when
+// Backward of one span; saved is x, or y = SAU(x) when kFromOutput. Accumulates grad_alpha into acc_alpha (one vector, or one Acc per element when
 // kAlphaPerElement) and grad_n into acc_n; padded lanes carry grad_y = 0 and add nothing.
-template <typename T, typename Acc, bool kZeroCentred, bool kAlphaPerElement>
-void backward_span(const T* grad_y, const T* x, T* grad_x, int64_t len, const Acc* alpha, const Constants<Acc>& k,
+template <typename T, typename Acc, bool kZeroCentred, bool kFromOutput, bool kAlphaPerElement>
+void backward_span(const T* grad_y, const T* saved, T* grad_x, int64_t len, const Acc* alpha, const Constants<Acc>& k,
                    bool need_alpha, bool need_n, Vectorized<Acc>& acc_alpha, Acc* acc_alpha_per_element,
                    Vectorized<Acc>& acc_n) {
   using Vec = Vectorized<Acc>;
-  const T* const in[2] = {grad_y, x};
+  const T* const in[2] = {grad_y, saved};
   T* const out[1] = {grad_x};
   for_chunks<T, Acc, 2, 1>(in, out, len, [&](const auto& ins, const auto& outs, int64_t base, int64_t m) {
     for (int64_t i = 0; i < m; i += Vec::size()) {
       const int64_t c = std::min<int64_t>(Vec::size(), m - i);
-      const Vec a = kAlphaPerElement ? load(alpha + base + i, c) : Vec(alpha[0]);
+      // Padded lanes get alpha = 1 (SAU is then the identity), so that recovering x from y = 0 stays finite.
+      const Vec a = kAlphaPerElement ? Vec::set(Vec(Acc(1)), load(alpha + base + i, c), c) : Vec(alpha[0]);
       const Vec g = load(ins[0] + i, c);
-      const Vec xv = load(ins[1] + i, c);
+      const Vec xv = kFromOutput ? invert(load(ins[1] + i, c), a, k) : load(ins[1] + i, c);
       const auto tm = terms<kZeroCentred>(xv, a, k);
       // dSAU/dx = slope; zero-centred: slope + (1-a)*gauss*(1 + n^2*x*(1-x)), ordered so that gauss = 0
       // gives 0 where x^2 would overflow.
@@ -219,8 +242,8 @@ void forward_impl(const T* x, T* y, const Acc* alpha, Acc n, const Layout& l) {
   });
 }
 
-template <typename T, typename Acc, bool kZeroCentred>
-void backward_impl(const T* grad_y, const T* x, T* grad_x, const Acc* alpha, Acc n, const Layout& l,
+template <typename T, typename Acc, bool kZeroCentred, bool kFromOutput>
+void backward_impl(const T* grad_y, const T* saved, T* grad_x, const Acc* alpha, Acc n, const Layout& l,
                    Acc* grad_alpha_pieces, Acc* grad_n_pieces) {
   const Constants<Acc> k(n);
   const bool need_alpha = grad_alpha_pieces != nullptr, need_n = grad_n_pieces != nullptr;
@@ -231,14 +254,15 @@ void backward_impl(const T* grad_y, const T* x, T* grad_x, const Acc* alpha, Acc
       const int64_t r0 = p * rows_per_piece(l), r1 = std::min(l.rows, r0 + rows_per_piece(l));
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t start = r * l.cols;
-        backward_span<T, Acc, kZeroCentred, true>(grad_y + start, x + start, grad_x + start, l.cols, alpha, k,
+        backward_span<T, Acc, kZeroCentred, kFromOutput, true>(grad_y + start, saved + start, grad_x + start,
+                                                               l.cols, alpha, k,
                                                   need_alpha, need_n, acc_alpha, acc_alpha_per_channel, acc_n);
       }
     } else {
       const int64_t row = p / pieces_per_row(l), offset = (p % pieces_per_row(l)) * kPieceElements;
       const int64_t start = row * l.cols + offset, len = std::min(kPieceElements, l.cols - offset);
-      backward_span<T, Acc, kZeroCentred, false>(grad_y + start, x + start, grad_x + start, len,
-                                                 alpha + row % l.channels, k, need_alpha, need_n, acc_alpha,
+      backward_span<T, Acc, kZeroCentred, kFromOutput, false>(grad_y + start, saved + start, grad_x + start, len,
+                                                              alpha + row % l.channels, k, need_alpha, need_n, acc_alpha,
                                                  nullptr, acc_n);
       if (need_alpha) grad_alpha_pieces[p] = sum_lanes(acc_alpha);
     }
@@ -258,18 +282,20 @@ void forward(const T* x, T* y, const Acc* alpha, Acc n, bool zero_centred, const
 }
 
 template <typename T, typename Acc>
-void backward(const T* grad_y, const T* x, T* grad_x, const Acc* alpha, Acc n, bool zero_centred,
-              const Layout& layout, Acc* grad_alpha_pieces, Acc* grad_n_pieces) {
-  if (zero_centred) {
-    backward_impl<T, Acc, true>(grad_y, x, grad_x, alpha, n, layout, grad_alpha_pieces, grad_n_pieces);
+void backward(const T* grad_y, const T* saved, T* grad_x, const Acc* alpha, Acc n, bool zero_centred,
+              bool saved_is_output, const Layout& layout, Acc* grad_alpha_pieces, Acc* grad_n_pieces) {
+  if (zero_centred) {  // not invertible in general: sau_cpu.cpp refuses saved_is_output here
+    backward_impl<T, Acc, true, false>(grad_y, saved, grad_x, alpha, n, layout, grad_alpha_pieces, grad_n_pieces);
+  } else if (saved_is_output) {
+    backward_impl<T, Acc, false, true>(grad_y, saved, grad_x, alpha, n, layout, grad_alpha_pieces, grad_n_pieces);
   } else {
-    backward_impl<T, Acc, false>(grad_y, x, grad_x, alpha, n, layout, grad_alpha_pieces, grad_n_pieces);
+    backward_impl<T, Acc, false, false>(grad_y, saved, grad_x, alpha, n, layout, grad_alpha_pieces, grad_n_pieces);
   }
 }
 
 #define SAU_INSTANTIATE(T, Acc)                                                                          \
   template void forward<T, Acc>(const T*, T*, const Acc*, Acc, bool, const Layout&);                    \
-  template void backward<T, Acc>(const T*, const T*, T*, const Acc*, Acc, bool, const Layout&, Acc*, Acc*);
+  template void backward<T, Acc>(const T*, const T*, T*, const Acc*, Acc, bool, bool, const Layout&, Acc*, Acc*);
 
 SAU_INSTANTIATE(float, float)
 SAU_INSTANTIATE(double, double)

@@ -26,10 +26,11 @@ def _load_tile(x_ptr, alpha_ptr, n_ptr, rows, cols, channels, pid,
     mask = row_ok[:, None] & col_ok[None, :]
     offsets = r[:, None].to(tl.int64) * cols + c[None, :]
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(COMPUTE)
+    # Masked lanes get alpha = 1 (SAU is then the identity), so that recovering x from y = 0 stays finite.
     if CHANNEL_ON_COLS:
-        a = tl.load(alpha_ptr + c, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+        a = tl.load(alpha_ptr + c, mask=col_ok, other=1.0).to(COMPUTE)[None, :]
     else:
-        a = tl.load(alpha_ptr + r % channels, mask=row_ok, other=0.0).to(COMPUTE)[:, None]
+        a = tl.load(alpha_ptr + r % channels, mask=row_ok, other=1.0).to(COMPUTE)[:, None]
     n = tl.load(n_ptr).to(COMPUTE)
     return x, a, n, r, c, offsets, mask
 
@@ -42,6 +43,20 @@ def _terms(x, a, n):
     erf = tl.math.erf(t * 0.7071067811865476)
     slope = 0.5 * (1.0 + a + (1.0 - a) * erf)
     return gauss, erf, slope
+
+
+@triton.jit
+def _invert(y, a, n):
+    # x from y = SAU(x) for alpha > 0 (see invert() in sau_core/csrc/sau_cpu_kernel_impl.h): the Leaky-ReLU
+    # inverse is exact outside |n*x| < 8; inside, 7 Newton steps from it converge monotonically.
+    x0 = tl.where(y > 0, y, y / a)
+    in_band = tl.abs(x0 * n) < 8.0
+    x = x0
+    if tl.max(in_band.to(tl.int32)) > 0:
+        for _ in tl.static_range(7):
+            gauss, erf, slope = _terms(x, a, n)
+            x = x - (x * slope + (1.0 - a) * gauss - y) / slope
+    return tl.where(in_band, x, x0)
 
 
 @triton.jit
@@ -60,14 +75,16 @@ def _sau_fwd_kernel(x_ptr, y_ptr, alpha_ptr, n_ptr, rows, cols, channels,
 
 
 @triton.jit
-def _sau_bwd_kernel(grad_y_ptr, x_ptr, grad_x_ptr, alpha_ptr, n_ptr, alpha_partial_ptr, n_partial_ptr,
+def _sau_bwd_kernel(grad_y_ptr, saved_ptr, grad_x_ptr, alpha_ptr, n_ptr, alpha_partial_ptr, n_partial_ptr,
                     rows, cols, channels,
-                    CHANNEL_ON_COLS: tl.constexpr, ZERO_CENTRED: tl.constexpr,
+                    CHANNEL_ON_COLS: tl.constexpr, ZERO_CENTRED: tl.constexpr, SAVED_IS_OUTPUT: tl.constexpr,
                     NEED_ALPHA: tl.constexpr, NEED_N: tl.constexpr,
                     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, COMPUTE: tl.constexpr):
     pid = tl.program_id(0)
-    x, a, n, r, c, offsets, mask = _load_tile(x_ptr, alpha_ptr, n_ptr, rows, cols, channels, pid,
+    x, a, n, r, c, offsets, mask = _load_tile(saved_ptr, alpha_ptr, n_ptr, rows, cols, channels, pid,
                                               CHANNEL_ON_COLS, BLOCK_R, BLOCK_C, COMPUTE)
+    if SAVED_IS_OUTPUT:
+        x = _invert(x, a, n)
     g = tl.load(grad_y_ptr + offsets, mask=mask, other=0.0).to(COMPUTE)
     gauss, erf, slope = _terms(x, a, n)
     # dSAU/dx = slope; zero-centred: slope + (1-a)*gauss*(1 + n^2*x*(1-x)), ordered so that gauss = 0
@@ -113,19 +130,29 @@ def _compute_dtype(x):
     return tl.float64 if x.dtype == torch.float64 else tl.float32
 
 
-def forward(x, alpha, n, zero_centred, layout):
-    y = torch.empty_like(x)
+def _forward_into(x, y, alpha, n, zero_centred, layout):
+    """Writes SAU(x) into y, which may be x: each program reads its tile before writing it."""
     if x.numel() == 0:
-        return y
+        return
     block_r, block_c, row_tiles, col_tiles = _tiling(layout)
     _sau_fwd_kernel[(row_tiles * col_tiles,)](
         x, y, alpha, n, layout.rows, layout.cols, alpha.numel(),
         CHANNEL_ON_COLS=layout.channel_on_cols, ZERO_CENTRED=zero_centred,
         BLOCK_R=block_r, BLOCK_C=block_c, COMPUTE=_compute_dtype(x), num_warps=NUM_WARPS)
+
+
+def forward(x, alpha, n, zero_centred, layout):
+    y = torch.empty_like(x)
+    _forward_into(x, y, alpha, n, zero_centred, layout)
     return y
 
 
-def backward(grad_y, x, alpha, n, zero_centred, layout, need_alpha, need_n):
+def forward_(x, alpha, n, layout):
+    _forward_into(x, x, alpha, n, False, layout)
+
+
+def backward(grad_y, x, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n):
+    """``x`` is the saved input, or SAU(x) when ``saved_is_output``."""
     grad_x = torch.empty_like(x)
     acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if x.numel() == 0:
@@ -137,7 +164,7 @@ def backward(grad_y, x, alpha, n, zero_centred, layout, need_alpha, need_n):
     n_partial = torch.empty(row_tiles * col_tiles if need_n else 1, dtype=acc_dtype, device=x.device)
     _sau_bwd_kernel[(row_tiles * col_tiles,)](
         grad_y, x, grad_x, alpha, n, alpha_partial, n_partial, layout.rows, layout.cols, alpha.numel(),
-        CHANNEL_ON_COLS=layout.channel_on_cols, ZERO_CENTRED=zero_centred,
+        CHANNEL_ON_COLS=layout.channel_on_cols, ZERO_CENTRED=zero_centred, SAVED_IS_OUTPUT=saved_is_output,
         NEED_ALPHA=need_alpha, NEED_N=need_n,
         BLOCK_R=block_r, BLOCK_C=block_c, COMPUTE=_compute_dtype(x), num_warps=NUM_WARPS)
     grad_alpha = grad_n = torch.empty(0, dtype=acc_dtype, device=x.device)

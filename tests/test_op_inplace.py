@@ -1,0 +1,168 @@
+"""``sau(x, inplace=True)``: writes into x, saves only the output, and recovers x from it in backward."""
+import math
+
+import pytest
+import torch
+from mmcv.cnn import ConvModule
+
+import sau_core.mm  # noqa: F401  (registers SAU for ConvModule)
+from op_cases import CASES, N, TOLERANCES, assert_matches_reference, make_input
+from sau_core import SAU, sau
+from sau_core.op import INPLACE_ALPHA_RANGE
+
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+def inplace_and_grads(x, alpha, n, grad_y):
+    """Runs the in-place op on a non-leaf copy of x; returns ((y, grad_x, grad_alpha, grad_n), ran_in_place);
+    grad_n is None unless n requires grad."""
+    leaf = x.detach().clone().requires_grad_()
+    h = leaf * 1  # a non-leaf, as the output of a conv or norm layer is
+    y = sau(h, alpha, n, inplace=True)
+    inputs = (leaf, alpha, n) if n.requires_grad else (leaf, alpha)
+    grads = torch.autograd.grad(y, inputs, grad_y) if y.numel() else (leaf, alpha * 0, n * 0)
+    return (y.detach(), *grads, None)[:4], y is h
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', list(TOLERANCES))
+@pytest.mark.parametrize('case', [name for name in CASES if name != 'empty'])
+def test_inplace_matches_reference(case, dtype, device):
+    shape, channels, make = CASES[case]
+    x = make_input(shape, dtype, device, make)
+    param_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    alpha = torch.linspace(0.05, 0.3, channels, dtype=param_dtype, device=device).requires_grad_()
+    n = torch.tensor(N, dtype=param_dtype, device=device, requires_grad=True)
+    grad_y = make_input(tuple(x.shape), dtype, device, lambda t: t, seed=1) * N
+    outputs, ran_in_place = inplace_and_grads(x, alpha, n, grad_y)
+    assert ran_in_place
+    assert_matches_reference(outputs, x, alpha, n, grad_y, False, saved_is_output=True)
+
+
+@pytest.mark.parametrize('dtype, rtol', [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+@pytest.mark.parametrize('alpha_value', [INPLACE_ALPHA_RANGE[0], 0.15, 0.9, 3.0, INPLACE_ALPHA_RANGE[1]])
+def test_inverse_is_accurate_across_the_smooth_band(alpha_value, dtype, rtol):
+    """Dense inputs over |n*x| <= 10, where backward recovers x by Newton steps, at the ends of the alpha
+    range: gradients agree with the out-of-place op (which saves x itself)."""
+    x = torch.linspace(-10 / N, 10 / N, 4001, dtype=dtype)
+    alpha = torch.tensor([alpha_value], dtype=dtype, requires_grad=True)
+    n = torch.tensor(N, dtype=dtype)
+    grad_y = torch.ones_like(x)
+    (_, grad_x, grad_alpha, _), ran_in_place = inplace_and_grads(x, alpha, n, grad_y)
+    assert ran_in_place
+    leaf = x.clone().requires_grad_()
+    expected_x, expected_alpha = torch.autograd.grad(sau(leaf, alpha, n), (leaf, alpha), grad_y)
+    torch.testing.assert_close(grad_x, expected_x, rtol=rtol, atol=rtol * min(alpha_value, 1.0))
+    torch.testing.assert_close(grad_alpha, expected_alpha, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16, torch.float64])
+def test_inplace_special_values(dtype):
+    big = torch.finfo(dtype).max * 0.9
+    x = torch.tensor([0.0, 1e4, -1e4, big, -big, math.inf, -math.inf, math.nan], dtype=dtype)
+    alpha = torch.tensor([0.15], dtype=torch.float64 if dtype == torch.float64 else torch.float32,
+                         requires_grad=True)
+    (y, grad_x, grad_alpha, _), ran_in_place = inplace_and_grads(x, alpha, torch.tensor(N), torch.ones_like(x))
+    assert ran_in_place
+    torch.testing.assert_close(y, sau(x, alpha.detach(), N), equal_nan=True, rtol=0, atol=0)
+    finite = torch.isfinite(x)
+    assert torch.isfinite(grad_x[finite]).all()
+    assert grad_x[1].item() == 1.0 and grad_x[2].item() == pytest.approx(0.15, rel=1e-2)
+    assert grad_x[5].item() == 1.0 and math.isnan(grad_x[7].item())
+
+
+def test_only_the_output_is_saved_for_backward():
+    x = torch.randn(64, 64, requires_grad=True)
+    h = x * 1
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+        y = SAU(num_parameters=64, inplace=True)(h)
+    big = [t for t in packed if t.numel() > 64]
+    assert y is h and len(big) == 1 and big[0].data_ptr() == h.data_ptr()
+
+
+def saved_bytes(block, x):
+    """Bytes of the tensors autograd keeps for the backward of block(x), each storage counted once."""
+    storages = {}
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: storages.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()) and t,
+            lambda t: t):
+        block(x)
+    return sum(storages.values())
+
+
+def test_conv_norm_sau_block_keeps_as_much_as_inplace_relu():
+    """The reason for the in-place path: MMCV's ConvModule asks every activation for inplace=True."""
+    x = torch.randn(2, 8, 16, 16, requires_grad=True)
+    sizes = {}
+    for name, act_cfg in [('relu', dict(type='ReLU')), ('sau', dict(type='SAU')),
+                          ('sau_out_of_place', dict(type='SAU', inplace=False))]:
+        torch.manual_seed(0)
+        blocks = torch.nn.Sequential(*[ConvModule(8, 8, 3, padding=1, norm_cfg=dict(type='BN'), act_cfg=act_cfg)
+                                       for _ in range(3)])
+        sizes[name] = saved_bytes(blocks, x)
+    # Out of place, each SAU keeps its input while the next conv keeps its output: one more activation per
+    # block but the last, whose output nothing here saves.
+    activation = x.numel() * 4
+    assert sizes['sau'] - sizes['relu'] < 64  # the same tensors, plus the alphas
+    assert sizes['sau_out_of_place'] - sizes['relu'] == pytest.approx(2 * activation, abs=64)
+
+
+@pytest.mark.parametrize('why, kwargs, leaf', [
+    ('zero-centred form', dict(zero_centred=True), False),
+    ('alpha 0 is not invertible', dict(alpha=0.0), False),
+    ('alpha below the range', dict(alpha=INPLACE_ALPHA_RANGE[0] / 2), False),
+    ('alpha above the range', dict(alpha=INPLACE_ALPHA_RANGE[1] * 2), False),
+    ('leaf that requires grad', dict(), True),
+])
+def test_falls_back_to_out_of_place(why, kwargs, leaf):
+    torch.manual_seed(0)
+    module = SAU(inplace=True, **{k: v for k, v in kwargs.items() if k != 'alpha'})
+    if 'alpha' in kwargs:
+        module.alpha.data.fill_(kwargs['alpha'])
+    leaf_x = torch.randn(3, 5, requires_grad=True)
+    x = leaf_x if leaf else leaf_x * 1
+    before = x.detach().clone()
+    y = module(x)
+    assert y is not x and torch.equal(x.detach(), before), why
+    y.sum().backward()
+    reference = SAU(inplace=False, **{k: v for k, v in kwargs.items() if k != 'alpha'})
+    reference.alpha.data.copy_(module.alpha.data)
+    other = leaf_x.detach().clone().requires_grad_()
+    reference(other).sum().backward()
+    torch.testing.assert_close(leaf_x.grad, other.grad)
+    torch.testing.assert_close(module.alpha.grad, reference.alpha.grad)
+
+
+def test_non_dense_input_is_overwritten_too():
+    base = torch.randn(4, 6, 5)
+    x = base[:, ::2]  # not dense in memory: the kernel runs on a copy that is written back
+    expected = sau(x.clone(), torch.full((3,), 0.2), N)
+    assert sau(x, torch.full((3,), 0.2), N, inplace=True) is x
+    torch.testing.assert_close(x, expected)
+    torch.testing.assert_close(base[:, ::2], expected)
+
+
+def test_overwriting_a_tensor_another_op_saved_is_reported_by_autograd():
+    """The same contract as nn.ReLU(inplace=True): autograd's version counter catches misuse."""
+    x = torch.randn(8, requires_grad=True)
+    h = x * 1
+    z = h.exp()  # exp saves its output ...
+    sau(z, inplace=True)  # ... which SAU then overwrites
+    with pytest.raises(RuntimeError, match='modified by an inplace operation'):
+        z.sum().backward()
+
+
+def test_torch_compile_uses_the_out_of_place_op():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), SAU(num_parameters=8, inplace=True),
+                                torch.nn.Conv2d(8, 2, 1))
+    x = torch.randn(2, 3, 10, 10)
+    expected = model(x)
+    expected.sum().backward()
+    expected_grad = model[1].alpha.grad.clone()
+    model.zero_grad()
+    out = torch.compile(model, fullgraph=True, backend='aot_eager')(x)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    torch.testing.assert_close(model[1].alpha.grad, expected_grad)
