@@ -100,10 +100,18 @@ inline Vectorized<Acc> invert(const Vectorized<Acc>& y, const Vectorized<Acc>& a
   const Vec x0 = Vec::blendv(y / a, y, y > Vec(Acc(0)));
   const Vec in_band = (x0 * k.n).abs() < Vec(Acc(kInvertBand));
   if (in_band.zero_mask() == (1 << Vec::size()) - 1) return x0;  // the common case: no lane in the band
+  // Convergence is quadratic: once every step is below kConverged/n, the next one is below precision.
+  const Vec converged(std::is_same_v<Acc, float> ? Acc(3e-5) : Acc(1e-9));
   Vec x = x0;
   for (int step = 0; step < kNewtonSteps; ++step) {
     const auto tm = terms<false>(x, a, k);
-    x = x - (x * tm.slope + tm.one_minus_a * tm.gauss - y) / tm.slope;
+    const Vec delta = (x * tm.slope + tm.one_minus_a * tm.gauss - y) / tm.slope;
+    x = x - delta;
+    if (((delta * k.n).abs() < converged).zero_mask() == 0) {  // every lane converged
+      const auto last = terms<false>(x, a, k);
+      x = x - (x * last.slope + last.one_minus_a * last.gauss - y) / last.slope;
+      break;
+    }
   }
   return Vec::blendv(x0, x, in_band);
 }
