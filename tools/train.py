@@ -7,6 +7,7 @@ import argparse
 import sys
 
 import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
+import zoo_dist  # noqa: I100
 
 
 def parse_args(argv=None):
@@ -29,16 +30,16 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = zoo_cli.load_config(args.config)
+    zoo_dist.check_launcher(args.launcher)
+    zoo_dist.check_amp(args.amp)
     if zoo_cli.is_fairseq(cfg):
+        args.cfg_options = {**zoo_dist.fairseq_launcher_options(args.launcher), **(args.cfg_options or {})}
         return zoo_cli.translation_runner().train(args)
 
     zoo_cli.apply_common_options(cfg, args, args.config)
     from sau_core.mm_hooks import add_reliability_hooks
     add_reliability_hooks(cfg)  # stop on NaN/inf loss, atomic checkpoints, random states kept for --resume
     if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            raise zoo_cli.CLIError('--amp needs a CUDA GPU (MMEngine\'s AmpOptimWrapper)')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     # resume is determined in this priority: resume from > auto_resume
@@ -54,12 +55,14 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = args.resume
     zoo_cli.check_datasets(cfg, ['train_dataloader', 'val_dataloader'])
+    zoo_dist.setup_cpu_distributed(cfg, args.launcher)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
-    print(zoo_cli.train_summary(runner, cfg), flush=True)
+    if runner.rank == 0:
+        print(zoo_cli.train_summary(runner, cfg), flush=True)
     return 0
 
 
