@@ -2,14 +2,15 @@
 
 - MMEngine (segmentation): ``torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch`` (gloo)
   against one process with the same total batch and seed: same loss curve, same SAU alphas, identical
-  replicas on both ranks after every step (``tests/dist_probe.py``), DDP without unused parameters.
+  replicas on both ranks after every step (``tests/dist_probe.py``), DDP without unused parameters;
+  detection (SSD, iteration-based, distributed validation) on 2 processes: identical replicas.
 - fairseq (translation): the same through ``tools/train.py``, fairseq's own distributed training (env://,
   gloo, ``legacy_ddp``) against one process with ``update_freq=2``.
 - SAU in a ConvModule stack under CPU autocast (bf16, fp16); ``--amp`` without a GPU; MMEngine's
   ``accumulative_counts``; ``torch.compile`` (inductor) against eager.
 
-Every training is a subprocess with one thread per process on the tiny generated data; about a minute in all
-on 2 shared cores.
+Every training is a subprocess with one thread per process on the tiny generated data; about 1.5 minutes in
+all on 2 shared cores.
 """
 import json
 import os
@@ -26,6 +27,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TESTS = osp.join(REPO, 'tests')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 SEG_TINY = osp.join(REPO, 'segmentation', 'configs', 'unet-w8_sau_tiny-cityscapes.py')
+SSD_TINY = osp.join(REPO, 'detection', 'configs', 'ssd300-w0.125_sau_tinyvoc.py')
 NMT_TINY = osp.join(REPO, 'translation', 'configs', 'transformer_tiny_sau.py')
 for path in (REPO, osp.join(REPO, 'tools'), osp.join(REPO, 'tools', 'data')):
     if path not in sys.path:
@@ -108,8 +110,21 @@ def seg_runs(tmp_path_factory):
                     f'train_dataloader.batch_size={batch}'], nproc=nproc)
         assert proc.stdout.count('train done:') == 1  # the summary line from rank 0 only
         weights = torch.load(work_dir / 'epoch_2.pth', map_location='cpu', weights_only=False)['state_dict']
-        runs[nproc] = dict(json.loads(probe.read_text()), weights=weights)
+        [scalars] = work_dir.glob('*/vis_data/scalars.json')
+        logged = [json.loads(line)['loss'] for line in scalars.read_text().splitlines() if '"loss"' in line]
+        runs[nproc] = dict(json.loads(probe.read_text()), weights=weights, logged=logged)
     return runs
+
+
+def test_the_json_log_holds_rank_0s_loss_averaged_over_the_last_10_steps(seg_runs):
+    """Why the curves are compared through the probe: MMEngine's json log (``scalars.json``) holds the loss
+    of rank 0's share of the batch only, and smoothed (``LogProcessor(window_size=10)``: the mean of the
+    last 10 steps); with one process it is the whole batch's."""
+    def running_mean(values):
+        return [sum(values[:i + 1]) / (i + 1) for i in range(len(values))]
+    one, two = seg_runs[1], seg_runs[2]
+    assert one['logged'] == pytest.approx(running_mean([r['loss'] for r in one['iters']]), rel=1e-6)
+    assert two['logged'] == pytest.approx(running_mean([r['rank_losses'][0] for r in two['iters']]), rel=1e-6)
 
 
 def test_segmentation_on_two_processes_follows_the_one_process_loss_curve(seg_runs):
@@ -141,6 +156,37 @@ def test_ddp_keeps_every_sau_alpha_identical_on_all_ranks(seg_runs):
     assert two['find_unused_parameters'] is False
     for record in two['iters']:
         assert record['alpha_rank_diff'] == 0.0 and record['param_rank_diff'] == 0.0  # bitwise equal replicas
+
+
+SSD_CONFIG = '''
+_base_ = [{base!r}]
+custom_imports = dict(imports=['sau_core.mm', 'detection.models', 'dist_probe'], allow_failed_imports=False)
+train_cfg = dict(max_iters=2, val_interval=1000)  # validation once, at the end
+custom_hooks = [dict(type='DistProbeHook', out_file={probe!r})]
+'''
+
+
+def test_detection_trains_on_two_processes_with_identical_replicas(tmp_path):
+    """SSD300 (IterBasedTrainLoop, InfiniteSampler, VGG16-BN, random augmentations): no curve to compare
+    with one process (each rank draws its own crops and BN normalises per rank), but the replicas must stay
+    equal and the distributed validation must gather every rank's images."""
+    import make_tiny_voc
+    make_tiny_voc.make_tiny_voc(str(tmp_path / 'voc'), trainval=8, test=4, seed=0)
+    config, probe = tmp_path / 'ssd.py', tmp_path / 'probe.json'
+    config.write_text(SSD_CONFIG.format(base=SSD_TINY, probe=str(probe)))
+    roots = [f'{k}.dataset.data_root={tmp_path}/voc/VOCdevkit/'
+             for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    proc = run([str(config), '--work-dir', str(tmp_path / 'work'), '--seed', '0', '--cfg-options', *roots,
+                'train_dataloader.batch_size=2'], nproc=2)
+    record = json.loads(probe.read_text())
+    assert (record['world_size'], record['wrapper'], record['find_unused_parameters']) == (
+        2, 'MMDistributedDataParallel', False)
+    assert [r['iter'] for r in record['iters']] == [1, 2]
+    for r in record['iters']:
+        assert len(r['alphas']) == 23 and r['rank_losses'][0] != r['rank_losses'][1]
+        assert r['alpha_rank_diff'] == 0.0 and r['param_rank_diff'] == 0.0
+    assert re.search(r'Iter\(val\) \[1/1\].*pascal_voc/mAP', proc.stdout + proc.stderr)  # 4 images, 2 ranks
+    assert proc.stdout.count('train done: last validation pascal_voc/mAP') == 1
 
 
 def test_launcher_errors_are_one_line(tmp_path, monkeypatch, capsys):
