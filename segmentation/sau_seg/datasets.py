@@ -3,14 +3,18 @@
 mmseg's ``CityscapesDataset`` lists ``*_leftImg8bit.png`` and *assumes* each has its
 ``*_gtFine_labelTrainIds.png``: a missing folder raises a bare ``FileNotFoundError`` from ``os.scandir``,
 an empty one gives a dataset of length 0 that fails later in the sampler, and a missing mask fails
-mid-epoch in ``LoadAnnotations``. This subclass checks the listing once at start-up (file names only,
-no pixels: the pixel values are checked per sample by :class:`~.transforms.CheckSegMap`).
+mid-epoch in ``LoadAnnotations``; an image or mask that does not decode (a truncated download) fails
+mid-epoch with an assertion or ``'NoneType' object has no attribute 'squeeze'``. This subclass checks the
+listing once at start-up (file names, and the first and last bytes of every file: no decoding; the pixel
+values are checked per sample by :class:`~.transforms.CheckSegMap`).
 """
 import os
 import os.path as osp
 
 from mmseg.datasets import CityscapesDataset
 from mmseg.registry import DATASETS
+
+from sau_core.input_checks import InputError, image_file_problem
 
 PREPARE_HINT = ('download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from '
                 'https://www.cityscapes-dataset.com/ and run '
@@ -31,7 +35,8 @@ class CheckedCityscapesDataset(CityscapesDataset):
         FileNotFoundError: the image or mask folder is missing, holds no ``*_leftImg8bit.png``, or an
             image has no ``*_gtFine_labelTrainIds.png`` (with a hint when ``*_labelIds.png`` is there,
             i.e. the download was not prepared).
-        ValueError: a mask has no image (the two folders do not pair up; not checked with an ``ann_file``).
+        InputError (a ValueError): a mask has no image (the two folders do not pair up; not checked with an
+            ``ann_file``), or an image or mask file is empty, not a PNG or truncated.
     """
 
     def load_data_list(self):
@@ -60,6 +65,12 @@ class CheckedCityscapesDataset(CityscapesDataset):
                 f'{len(missing)} of {len(data_list)} images under {img_dir!r} have no mask '
                 f'*{self.seg_map_suffix} under {seg_dir!r}: {_short_list(missing)}; {hint}')
 
+        broken = [f'{path} {problem}' for d in data_list for path in (d['img_path'], d['seg_map_path'])
+                  if (problem := image_file_problem(path))]
+        if broken:
+            raise InputError(f'{len(broken)} image/mask files under {self.data_root!r} cannot be decoded: '
+                             f'{_short_list(broken, 3)}')
+
         if self.ann_file:  # a split file lists a subset: other masks in the folder are not orphans
             return data_list
         expected = {osp.normpath(d['seg_map_path']) for d in data_list}
@@ -69,7 +80,7 @@ class CheckedCityscapesDataset(CityscapesDataset):
                         if f.endswith(self.seg_map_suffix)
                         and osp.normpath(osp.join(dirpath, f)) not in expected]
         if orphans:
-            raise ValueError(
+            raise InputError(
                 f'image/mask pairing mismatch: {len(orphans)} masks under {seg_dir!r} have no '
                 f'*{self.img_suffix} under {img_dir!r}: {_short_list(orphans)}')
         return data_list

@@ -7,10 +7,13 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
+from sau_core.input_checks import InputError
+
 
 @TRANSFORMS.register_module()
 class CheckSegMap(BaseTransform):
-    """Raise a ``ValueError`` naming the file if ``gt_seg_map`` is not ``0..num_classes-1`` or ``ignore_index``.
+    """Raise ``InputError`` (a ValueError) naming the file if ``gt_seg_map`` is not ``0..num_classes-1`` or
+    ``ignore_index``.
 
     Place it right after ``LoadAnnotations``. It also checks that the mask is one channel and has the
     image's original size (``ori_shape``), which catches an image paired with the wrong mask.
@@ -28,18 +31,18 @@ class CheckSegMap(BaseTransform):
         seg = results['gt_seg_map']
         path = results.get('seg_map_path', '<unknown mask>')
         if seg.ndim != 2:
-            raise ValueError(f'mask {path} has shape {seg.shape}; expected one channel of train ids '
+            raise InputError(f'mask {path} has shape {seg.shape}; expected one channel of train ids '
                              '(a *_color.png or RGB file instead of *_labelTrainIds.png?)')
         ori_shape = results.get('ori_shape')
         if ori_shape is not None and tuple(seg.shape) != tuple(ori_shape[:2]):
-            raise ValueError(f'image/mask pairing mismatch: mask {path} is {tuple(seg.shape)} but image '
+            raise InputError(f'image/mask pairing mismatch: mask {path} is {tuple(seg.shape)} but image '
                              f'{results.get("img_path")} is {tuple(ori_shape[:2])}')
         counts = np.bincount(seg.ravel().astype(np.int64), minlength=self.ignore_index + 1)
         counts[:self.num_classes] = 0
         counts[self.ignore_index] = 0
         bad = np.flatnonzero(counts)
         if bad.size:
-            raise ValueError(
+            raise InputError(
                 f'mask {path} holds values {bad.tolist()} ({int(counts.sum())} pixels); allowed are train ids '
                 f'0..{self.num_classes - 1} and {self.ignore_index} (ignore). Raw *_labelIds.png must be '
                 'converted with tools/data/prepare_cityscapes.py')
