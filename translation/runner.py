@@ -50,6 +50,21 @@ def to_argv(options):
     return argv
 
 
+def check_checkpoint(path):
+    """``path`` if torch can load it, else ``InputError`` naming it (a truncated ``checkpoint_last.pt`` after
+    a crash, a file that is not a checkpoint); fairseq itself fails on such a file with a deep traceback."""
+    import torch
+
+    from sau_core.input_checks import InputError
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=False)  # fairseq's own checkpoints: trusted
+    except Exception as e:  # torch.load's many ways to fail on a truncated or foreign file
+        raise InputError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+    if not isinstance(state, dict) or 'model' not in state:
+        raise InputError(f'cannot read checkpoint {path}: not a fairseq checkpoint (no model entry)')
+    return path
+
+
 def check_data(data):
     """The binarized data folder, or a FileNotFoundError that says how to make it."""
     path = Path(data)
@@ -151,9 +166,13 @@ def train(args):
     resume = getattr(args, 'resume', False)
     last = work_dir / 'checkpoint_last.pt'
     if isinstance(resume, str) and resume not in ('auto', 'True'):
-        options['restore_file'] = resume  # --resume PATH
+        if not Path(resume).is_file():  # fairseq would start afresh, silently
+            raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')
+        options['restore_file'] = check_checkpoint(resume)  # --resume PATH
     elif not resume and last.exists():
         raise FileExistsError(f'{last} exists: pass --resume to continue that run, or another --work-dir')
+    elif resume and last.exists():
+        check_checkpoint(last)  # what fairseq restores; none: it starts afresh, as MMEngine does
     argv = [check_data(fs.data)] + to_argv(options)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / 'fairseq_train.sh').write_text(shlex.join(['fairseq-train', *argv]) + '\n')
@@ -187,6 +206,7 @@ def evaluate(args):
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f'checkpoint {checkpoint} not found')
+    check_checkpoint(checkpoint)
     generate = dict(fs.generate)
     subset = generate.get('gen_subset', 'test')
     # generation output goes to --work-dir when given, else beside the checkpoint

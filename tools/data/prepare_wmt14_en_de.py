@@ -158,7 +158,10 @@ def prepare(out, raw_dir, bpe_tokens=40000, workers=1, download=True):
     corpus = raw_corpus(raw_dir, download)
     for split, texts in corpus.items():
         if len(texts[SRC]) != len(texts[TGT]):
-            raise SystemExit(f'{split}: {len(texts[SRC])} {SRC} lines but {len(texts[TGT])} {TGT} lines')
+            raise SystemExit(f'{split}: {len(texts[SRC])} {SRC} lines but {len(texts[TGT])} {TGT} lines in '
+                             f'{raw_dir}: the two sides of a parallel corpus pair up line by line')
+        if not any(line.strip() for line in texts[SRC]) or not any(line.strip() for line in texts[TGT]):
+            raise SystemExit(f'{split}: no sentences in {raw_dir} ({split}.{SRC}/{split}.{TGT} empty or blank)')
         if split == 'test':
             for lang in (SRC, TGT):
                 write_lines(out / 'ref' / f'test.{lang}', texts[lang])
@@ -182,6 +185,9 @@ def prepare(out, raw_dir, bpe_tokens=40000, workers=1, download=True):
         bpe = {lang: apply_bpe(codes, tok[split, lang]) for lang in (SRC, TGT)}
         if split != 'test':
             bpe[SRC], bpe[TGT] = clean(bpe[SRC], bpe[TGT])
+            if not bpe[SRC]:  # fairseq-preprocess would write an empty dataset that fails at training time
+                raise SystemExit(f'{split}: no sentence pair left after cleaning (1-250 tokens a side, length '
+                                 f'ratio at most 1.5); check {raw_dir}')
         for lang in (SRC, TGT):
             write_lines(out / 'bpe' / f'{split}.{lang}', bpe[lang])
         log(f'{split}: {len(bpe[SRC])} pairs after BPE' + (' and cleaning' if split != 'test' else ''))
