@@ -34,11 +34,14 @@ def format_table(metrics):
 def main(argv=None):
     args = parse_args(argv)
     cfg = zoo_cli.load_config(args.config)
+    zoo_cli.check_config_kind(cfg, args.config)
+    zoo_cli.check_cfg_options(cfg, args.cfg_options)
     args.checkpoint = zoo_cli.fetch_checkpoint(args.checkpoint)
     if not osp.isfile(args.checkpoint):
         raise zoo_cli.CLIError(f'checkpoint not found: {args.checkpoint}')
     if zoo_cli.is_fairseq(cfg):
-        metrics = zoo_cli.translation_runner().evaluate(args)
+        with zoo_cli.fairseq_option_errors():
+            metrics = zoo_cli.translation_runner().evaluate(args)
     else:
         metrics = test_mm(cfg, args)
     metrics = {k: (float(v) if hasattr(v, '__float__') and not isinstance(v, int) else v)
@@ -53,14 +56,16 @@ def main(argv=None):
 
 def test_mm(cfg, args):
     zoo_cli.apply_common_options(cfg, args, args.config)
+    zoo_cli.check_act_cfgs(cfg)
     zoo_cli.check_datasets(cfg, ['test_dataloader'])
     cfg.load_from = None  # loaded below, strictly: a mismatching checkpoint must not evaluate
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    zoo_cli.check_checkpoint_matches(getattr(runner.model, "module", runner.model), args.checkpoint)
-    runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
-    return runner.test()
+    with zoo_cli.framework_errors():
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        zoo_cli.check_checkpoint_matches(getattr(runner.model, "module", runner.model), args.checkpoint)
+        runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
+        return runner.test()
 
 
 if __name__ == '__main__':

@@ -30,13 +30,17 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = zoo_cli.load_config(args.config)
+    zoo_cli.check_config_kind(cfg, args.config)
+    zoo_cli.check_cfg_options(cfg, args.cfg_options)
     zoo_dist.check_launcher(args.launcher)
     zoo_dist.check_amp(args.amp)
     if zoo_cli.is_fairseq(cfg):
         args.cfg_options = {**zoo_dist.fairseq_launcher_options(args.launcher), **(args.cfg_options or {})}
-        return zoo_cli.translation_runner().train(args)
+        with zoo_cli.fairseq_option_errors():
+            return zoo_cli.translation_runner().train(args)
 
     zoo_cli.apply_common_options(cfg, args, args.config)
+    zoo_cli.check_act_cfgs(cfg)
     from sau_core.mm_hooks import add_reliability_hooks
     add_reliability_hooks(cfg)  # stop on NaN/inf loss, atomic checkpoints, random states kept for --resume
     if args.amp:
@@ -59,8 +63,9 @@ def main(argv=None):
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    with zoo_cli.framework_errors():
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        runner.train()
     if runner.rank == 0:
         print(zoo_cli.train_summary(runner, cfg), flush=True)
     return 0

@@ -3,8 +3,10 @@
 No model or training code lives here: MMEngine configs go to ``Runner.from_cfg`` and fairseq
 configs (a top-level ``fairseq = dict(...)``) to ``translation.runner``.
 """
+import contextlib
 import os
 import os.path as osp
+import re
 import sys
 import warnings
 
@@ -26,12 +28,39 @@ def run_main(main, argv=None):
     """Call ``main(argv)``; known bad-input errors become one ``error: ...`` line and exit 1."""
     try:
         return main(argv)
-    except (CLIError, FloatingPointError) as e:  # FloatingPointError: FiniteLossHook stopped a NaN/inf loss
-        print(f'error: {e}', file=sys.stderr)
+    except (CLIError, FloatingPointError, FileExistsError) as e:  # FloatingPointError: FiniteLossHook
+        print(f'error: {_one_line(e)}', file=sys.stderr)
     except FileNotFoundError as e:  # e.g. a dataset file that the early checks could not foresee
-        print(f'error: {e.strerror or e}: {e.filename or ""} (check the dataset and paths in the config)',
-              file=sys.stderr)
+        if e.filename:  # the OS's own error: say where to look
+            print(f'error: {e.strerror}: {e.filename} (check the dataset and paths in the config)', file=sys.stderr)
+        else:  # raised with a message of its own
+            print(f'error: {_one_line(e)}', file=sys.stderr)
+    except (ValueError, AssertionError) as e:
+        if not _is_input_error(e):
+            raise
+        message = _one_line(e)
+        if message.startswith('failed to load image: '):  # MMCV's LoadImageFromFile: the decoder returned None
+            message = f'image {message[len("failed to load image: "):]} does not decode (a corrupt file?)'
+        print(f'error: {message}', file=sys.stderr)
     return 1
+
+
+def _is_input_error(e):
+    """``sau_core.input_checks.InputError`` (data checks of our datasets and transforms, checkpoints of the
+    translation runner), or MMCV's ``failed to load image`` assertion (an image that does not decode)."""
+    checks = sys.modules.get('sau_core.input_checks')  # not imported: nothing could have raised it
+    return ((checks is not None and isinstance(e, checks.InputError))
+            or (isinstance(e, AssertionError) and _one_line(e).startswith('failed to load image: ')))
+
+
+def _one_line(e):
+    """The message of ``e`` on one line; for an error re-raised from a DataLoader worker (``Caught X in
+    DataLoader worker process 0. Original Traceback ...``), the original error's own line."""
+    text = str(e).strip()
+    if 'Original Traceback' in text:
+        last = text.splitlines()[-1]
+        text = last.split(': ', 1)[1] if ': ' in last else last
+    return ' '.join(line.strip() for line in text.splitlines())
 
 
 def ensure_repo_on_path():
@@ -54,6 +83,64 @@ def load_config(path):
 
 def is_fairseq(cfg):
     return 'fairseq' in cfg
+
+
+def check_config_kind(cfg, path):
+    """CLIError unless ``cfg`` is a config of the zoo's kinds: an MMEngine one (``model``) or a fairseq one."""
+    if not is_fairseq(cfg) and not isinstance(cfg.get('model'), dict):
+        raise CLIError(f'{path} is not a config of this zoo: it has neither `model = dict(...)` (MMDetection, '
+                       'MMSegmentation) nor `fairseq = dict(...)` (translation); see the configs under '
+                       'detection/, segmentation/ and translation/')
+
+
+_MISSING = object()
+
+
+def _config_value(cfg, key):
+    """The config's value at a dotted ``--cfg-options`` key (list items by index), or _MISSING; CLIError for
+    an index past the end of a list (MMEngine's merge raises a KeyError there)."""
+    node = cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg
+    for part in key.split('.'):
+        if isinstance(node, (list, tuple)) and part.lstrip('-').isdigit():
+            index = int(part)
+            if not -len(node) <= index < len(node):
+                raise CLIError(f'--cfg-options {key}: index {index} is past the end of the config\'s list '
+                               f'({len(node)} items)')
+            node = node[index]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def _kind(value):
+    if isinstance(value, bool):
+        return 'true/false'
+    if isinstance(value, (int, float)):
+        return 'a number'
+    if isinstance(value, (list, tuple)):
+        return 'a list'
+    if isinstance(value, dict):
+        return 'a dict'
+    return None  # strings and anything else: not checked (a str field may take a number)
+
+
+def check_cfg_options(cfg, options):
+    """CLIError for a ``--cfg-options key=value`` whose value is not of the kind the config holds there.
+
+    Numbers, true/false, lists and dicts must stay what they are (an int may become a float); ``None``
+    switches anything off; new keys and string values are not checked. Without this, ``max_iters=abc``
+    or ``lr=[1]`` fail deep inside the loop or optimizer with a traceback that names neither.
+    """
+    for key, value in (options or {}).items():
+        old = _config_value(cfg, key)
+        if old is _MISSING or old is None or value is None:
+            continue
+        expected = _kind(old)
+        if expected is not None and _kind(value) != expected:
+            raise CLIError(f'--cfg-options {key}={value!r}: expected {expected}, as the config has '
+                           f'({key}={old!r})')
 
 
 def translation_runner():
@@ -96,6 +183,74 @@ def apply_act(cfg, name):
         imports['imports'] = list(imports['imports']) + ['sau_core.mm']
 
 
+def _act_cfgs(node, path):
+    """(dotted path, act_cfg dict) of every dict-valued ``act_cfg`` under ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'act_cfg' and isinstance(value, dict):
+                yield f'{path}.{key}', value
+            else:
+                yield from _act_cfgs(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _act_cfgs(item, f'{path}.{i}')
+
+
+def check_act_cfgs(cfg):
+    """CLIError naming the first ``act_cfg`` of ``cfg.model`` whose type no registry of the config's scope
+    has (a typo such as ``type='Sau'``), before the model is built."""
+    import sau_core
+    from mmengine.registry import MODELS
+    from mmengine.utils import import_modules_from_strings
+    imports = cfg.get('custom_imports')
+    if imports:  # --act may have added sau_core.mm after the config was loaded
+        import_modules_from_strings(**imports)
+    with MODELS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
+        for path, act in _act_cfgs(cfg.get('model'), 'model'):
+            kind = act.get('type')
+            if isinstance(kind, str) and registry.get(kind) is None:
+                known = ', '.join(a['type'] for a in sau_core.ACT_CFGS.values())
+                raise CLIError(f'{path}: unknown activation type {kind!r} (not in the {registry.scope} MODELS '
+                               f'registry); the zoo\'s activations are {known} (or use --act NAME)')
+
+
+@contextlib.contextmanager
+def framework_errors():
+    """A type that no MMEngine registry has (``KeyError: 'X is not in the mmdet::model registry. Please
+    check ...'``, raised from deep inside the build) or an argument its class does not take becomes one
+    CLIError line."""
+    try:
+        yield
+    except KeyError as e:
+        found = re.search(r'([\w.:]+) is not in the (\S+) registry', str(e))
+        if not found:
+            raise
+        raise CLIError(f'unknown type {found.group(1)!r} in the config (not in the {found.group(2)} registry): a '
+                       'typo, or a module missing from custom_imports') from e
+    except TypeError as e:  # a config dict with a key its class does not take (``max_iterz=5``)
+        found = re.fullmatch(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(e))
+        if not found:
+            raise
+        raise CLIError(f'{found.group(1)} takes no argument {found.group(2)!r}: a typo in the config or '
+                       '--cfg-options?') from e
+
+
+@contextlib.contextmanager
+def fairseq_option_errors():
+    """fairseq's argparse errors (an unknown option or activation in ``fairseq.train``/``generate`` or --act)
+    become one CLIError line instead of a usage screen and exit status 2."""
+    import argparse
+    original = argparse.ArgumentParser.error
+
+    def error(self, message):
+        raise CLIError(f'fairseq rejects the config\'s options: {message}')
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
 def apply_common_options(cfg, args, config_path):
     """``--cfg-options``, ``--act``, ``--launcher``, ``--seed`` and the work_dir rule of MMDetection."""
     if getattr(args, 'cfg_options', None):
@@ -130,11 +285,13 @@ def _local(path):
 
 
 def check_datasets(cfg, loader_keys):
-    """Raise CLIError naming the first missing dataset path (data_root, ann_file, data_prefix).
+    """Raise CLIError naming the first missing dataset path (data_root, ann_file, data_prefix), or the first
+    problem in the content of a VOC-format dataset (``tools/data/check_voc.py``'s ``check_split``).
 
     The message ends with the config's ``data_prepare_hint`` (the command that makes or checks
-    the data) when it has one.
+    the data) when it has one. Notes (VOC images without objects) are printed.
     """
+    hint = cfg.get('data_prepare_hint')
     for key in loader_keys:
         loader = cfg.get(key)
         if not loader:
@@ -148,9 +305,30 @@ def check_datasets(cfg, loader_keys):
             paths += [osp.join(root, p) for p in prefix.values() if isinstance(p, str) and p]
             for path in paths:
                 if _local(path) and not osp.exists(path):
-                    hint = cfg.get('data_prepare_hint')
                     raise CLIError(f'dataset path not found: {path} (needed by {key})'
                                    + (f'; {hint}' if hint else ''))
+            if ds.get('type') == 'VOCDataset' and all(_local(p) for p in paths):
+                _check_voc_dataset(ds, key, hint)
+
+
+def _check_voc_dataset(ds, key, hint):
+    """The content of one VOCDataset (image list, JPEGs, XML, boxes) before MMDetection reads it."""
+    if osp.join(REPO_ROOT, 'tools', 'data') not in sys.path:
+        sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'data'))
+    import check_voc
+    root = ds.get('data_root') or ''
+    voc = osp.normpath(osp.join(root, (ds.get('data_prefix') or {}).get('sub_data_root', '')))
+    list_file = osp.join(root, ds['ann_file'])
+    classes = (ds.get('metainfo') or {}).get('classes') or check_voc.VOC_CLASSES
+    filter_cfg = ds.get('filter_cfg') or {}
+    training = key == 'train_dataloader' and bool(filter_cfg.get('filter_empty_gt'))
+    problems, notes = check_voc.check_split(voc, check_voc.read_ids(list_file), list_file,
+                                            tuple(classes), training=training)
+    for note in notes:
+        print(f'note: {note}', flush=True)
+    if problems:
+        more = f' (and {len(problems) - 1} more problems)' if len(problems) > 1 else ''
+        raise CLIError(f'{problems[0]}{more} (needed by {key})' + (f'; {hint}' if hint else ''))
 
 
 def fetch_checkpoint(path_or_url):
