@@ -1,10 +1,10 @@
 """Training-step time and peak memory of SSD300-VGG16-BN with SAU vs ReLU (or any --acts), same input.
 
-Each activation runs in its own subprocess (a clean memory high-water mark), alternating over
---rounds; a step is forward + multibox loss + backward + SGD step on one fixed synthetic batch.
-Memory: the peak (CUDA ``max_memory_allocated``; CPU peak RSS, ``ru_maxrss``) over the training
-steps, as a total and as the growth over what the process held before its first step (model and
-input): that growth is the activations, gradients and optimizer state of a step.
+Each activation runs in its own subprocess, alternating over --rounds (``benchmark_common``); a step is
+forward + multibox loss + backward + SGD step on one fixed synthetic batch. Memory: the peak (CUDA
+``max_memory_allocated``; CPU peak RSS) over the training steps, as a total and as the growth over what the
+process held before its first step (model and input): that growth is the activations, gradients and
+optimizer state of a step.
 
 Usage: python tools/benchmark_detection.py [--config detection/configs/ssd300_sau.py]
            [--acts relu,sau] [--batch 2] [--steps 3] [--warmup 1] [--rounds 1] [--device cpu]
@@ -12,13 +12,11 @@ Usage: python tools/benchmark_detection.py [--config detection/configs/ssd300_sa
 import argparse
 import json
 import os.path as osp
-import resource
 import statistics
-import subprocess
 import sys
-import time
 
 import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
+from benchmark_common import MemoryMeter, best_of, print_table, run_workers, time_steps
 
 DEFAULT_CONFIG = osp.join(zoo_cli.REPO_ROOT, 'detection', 'configs', 'ssd300_sau.py')
 
@@ -48,7 +46,7 @@ def worker(args):
     from mmengine.registry import init_default_scope
     torch.manual_seed(0)
     cfg = zoo_cli.load_config(args.config)
-    zoo_cli.apply_act(cfg, args.act)
+    zoo_cli.apply_act(cfg, args.worker)
     init_default_scope('mmdet')
     from mmengine.utils import import_modules_from_strings
     import_modules_from_strings(**cfg.custom_imports)
@@ -57,7 +55,6 @@ def worker(args):
     model = MODELS.build(cfg.model).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     inputs, samples = synthetic_batch(args.batch, device)
-    cuda = device.type == 'cuda'
 
     def step():
         losses = model.loss(inputs, samples)
@@ -65,44 +62,12 @@ def worker(args):
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         optimizer.step()
-        if cuda:
-            torch.cuda.synchronize()
-        return loss.item()
 
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = current_rss()
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    if cuda:
-        total = torch.cuda.max_memory_allocated()
-    else:  # ru_maxrss is in KiB on Linux
-        total = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps(dict(act=args.act, step_s=statistics.median(times), times=times,
-                          step_mib=(total - base) / 2**20, total_mib=total / 2**20)))
-
-
-def current_rss():
-    """Resident set size of this process now, in bytes."""
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def run_worker(args, act):
-    cmd = [sys.executable, osp.abspath(__file__), '--worker', '--act', act, '--config', args.config,
-           '--batch', str(args.batch), '--steps', str(args.steps), '--warmup', str(args.warmup),
-           '--device', args.device]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise zoo_cli.CLIError(f'benchmark of {act} failed: {proc.stderr.strip().splitlines()[-1:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    memory = MemoryMeter(device)
+    memory.start()
+    times = time_steps(step, args.warmup, args.steps, device)
+    print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), times=times,
+                          step_mib=memory.growth() / 2**20, total_mib=memory.total() / 2**20)))
 
 
 def main(argv=None):
@@ -114,31 +79,25 @@ def main(argv=None):
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--rounds', type=int, default=1, help='alternate the activations this often')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--act', help=argparse.SUPPRESS)
-    parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: run one activation, print JSON
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
         return 0
     acts = args.acts.split(',')
-    results = {act: [] for act in acts}
-    for _ in range(args.rounds):
-        for act in acts:
-            results[act].append(run_worker(args, act))
-    base = acts[0]
-    best = {act: {key: min(r[key] for r in rs) for key in ('step_s', 'step_mib', 'total_mib')}
-            for act, rs in results.items()}
+    results = run_workers(osp.abspath(__file__), acts, args.rounds,
+                          ['--config', args.config, '--batch', str(args.batch), '--steps', str(args.steps),
+                           '--warmup', str(args.warmup), '--device', args.device])
+    best = best_of(results, ('step_s', 'step_mib', 'total_mib'))
+    base = best[acts[0]]
     print(f'SSD300 training step, batch {args.batch}, {args.device}, {args.steps} timed steps '
           f'(median) after {args.warmup} warm-up, best of {args.rounds} round(s); config '
           f'{osp.relpath(args.config, zoo_cli.REPO_ROOT)}')
-    print(f'| activation | step time (s) | step memory (MiB) | peak memory (MiB) | time / {base} '
-          f'| step memory / {base} | peak memory / {base} |')
-    print('|---|---|---|---|---|---|---|')
-    for act in acts:
-        b, r = best[act], best[base]
-        print(f'| {act} | {b["step_s"]:.3f} | {b["step_mib"]:.0f} | {b["total_mib"]:.0f} | '
-              f'{b["step_s"] / r["step_s"]:.3f} | {b["step_mib"] / r["step_mib"]:.3f} | '
-              f'{b["total_mib"] / r["total_mib"]:.3f} |')
+    print_table(['activation', 'step time (s)', 'step memory (MiB)', 'peak memory (MiB)', f'time / {acts[0]}',
+                 f'step memory / {acts[0]}', f'peak memory / {acts[0]}'],
+                [[act, f'{b["step_s"]:.3f}', f'{b["step_mib"]:.0f}', f'{b["total_mib"]:.0f}',
+                  f'{b["step_s"] / base["step_s"]:.3f}', f'{b["step_mib"] / base["step_mib"]:.3f}',
+                  f'{b["total_mib"] / base["total_mib"]:.3f}'] for act, b in best.items()])
     for act in acts:
         print(f'{act}: step times per round (s): '
               + '; '.join(', '.join(f'{t:.2f}' for t in r['times']) for r in results[act]))

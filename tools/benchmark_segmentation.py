@@ -6,23 +6,23 @@
 
 MMCV's ConvModule runs ReLU in place (it overwrites the BN output), which saves one activation-sized
 tensor per layer that an out-of-place activation such as SAU, GELU or ReLU(inplace=False) keeps.
-Each activation runs in its own subprocess (so peak memory is its own), on the same seeded input and
-labels, the same config with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is
-forward + loss + backward + Adam update of the model as the config builds it (data loading excluded).
-Time: median over the timed steps, then the minimum over ``--repeats`` interleaved subprocess runs (the
-least-disturbed run on a shared machine). Peak memory, CPU: ``resource.getrusage(RUSAGE_SELF).ru_maxrss``
-after the steps minus before the first step (model, input and the activation's kernels already loaded),
-i.e. the peak resident memory the training steps add, Adam's state included (allocator-dependent, so
-also ``saved MiB``: the unique storages autograd saves for backward in one forward, exact and repeatable); CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before.
+Each activation runs in its own subprocess (``benchmark_common``), on the same seeded input and labels, the
+same config with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is forward + loss + backward + Adam
+update of the model as the config builds it (data loading excluded). Time: median over the timed steps, then
+the minimum over ``--repeats`` interleaved subprocess runs (the least-disturbed run on a shared machine).
+Peak memory: the peak (CPU: RSS; CUDA: allocated) over the steps minus what the process held before the
+first step (model, input and the activation's kernels already loaded), i.e. what the training steps add,
+Adam's state included. RSS depends on the allocator, so also ``saved MiB``: the unique storages autograd
+saves for backward in one forward, exact and repeatable.
 """
 import argparse
 import json
 import os
 import os.path as osp
 import statistics
-import subprocess
 import sys
-import time
+
+from benchmark_common import MemoryMeter, best_of, print_table, run_workers, time_steps
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'segmentation', 'configs', 'unet_sau_cityscapes.py')
@@ -43,8 +43,6 @@ def parse_act(spec):
 
 def worker(args):
     """Runs in the subprocess: build, step, print one JSON line."""
-    import resource
-
     import torch
     sys.path.insert(0, REPO)
     from mmengine.config import Config
@@ -85,30 +83,16 @@ def worker(args):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
 
     # Call one activation layer once before measuring: a backend that loads its kernels lazily on first use
     # (sau_core imports its compiled CPU kernels then, ~150 MiB of RSS) must not count as training memory.
     layer = next(m for m in model.modules() if type(m).__name__ == act['type'])
     layer(torch.randn(2, 4, 8, 8, device=device, requires_grad=True) * 1).sum().backward()
     model.zero_grad(set_to_none=True)
-    cuda = device.type == 'cuda'
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    times = []
-    for i in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
-        step()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    if cuda:
-        peak_mib = (torch.cuda.max_memory_allocated() - before) / 2**20
-    else:
-        peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    memory = MemoryMeter(device)
+    memory.start()
+    times = time_steps(step, args.warmup, args.steps, device)
+    peak_mib = memory.growth() / 2**20
     # Allocator-independent: the bytes autograd keeps for backward in one forward (unique storages).
     saved = {}
 
@@ -126,32 +110,24 @@ def worker(args):
 
 
 def run(args):
-    results = {a: [] for a in args.acts}
-    for r in range(args.repeats):
-        for act in (args.acts if r % 2 == 0 else args.acts[::-1]):  # interleave against drift
-            cmd = [sys.executable, __file__, '--worker', act, '--config', args.config, '--batch', str(args.batch),
-                   '--size', *map(str, args.size), '--steps', str(args.steps), '--warmup', str(args.warmup),
-                   '--threads', str(args.threads), '--device', args.device]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-            if proc.returncode:
-                sys.exit(f'{act}: benchmark subprocess failed:\n{proc.stderr[-3000:]}')
-            results[act].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    best = {a: dict(step_s=min(r['step_s'] for r in rs), peak_mib=min(r['peak_mib'] for r in rs),
-                    saved_mib=rs[0]['saved_mib'], activations=rs[0]['activations']) for a, rs in results.items()}
+    results = run_workers(osp.abspath(__file__), args.acts, args.repeats,
+                          ['--config', args.config, '--batch', str(args.batch), '--size', *map(str, args.size),
+                           '--steps', str(args.steps), '--warmup', str(args.warmup), '--threads', str(args.threads),
+                           '--device', args.device])
+    best = best_of(results, ('step_s', 'peak_mib', 'saved_mib', 'activations'))
     base = best.get(args.baseline)
     print(f'config {osp.relpath(args.config, REPO)}; batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}; '
           f'device {args.device}; {args.threads} thread(s); {args.steps} timed steps after {args.warmup}, '
           f'best of {args.repeats} runs')
-    print(f'{"act":<20}{"layers":>7}{"step ms":>10}{"peak MiB":>10}{"saved MiB":>11}'
-          + (f'{"time/" + args.baseline:>12}{"peak/" + args.baseline:>12}{"saved/" + args.baseline:>13}'
-             if base else ''))
+    ratios = [f'time/{args.baseline}', f'peak/{args.baseline}', f'saved/{args.baseline}'] if base else []
+    rows = []
     for act, b in best.items():
-        line = (f'{act:<20}{b["activations"]:>7}{1000 * b["step_s"]:>10.1f}{b["peak_mib"]:>10.1f}'
-                f'{b["saved_mib"]:>11.1f}')
+        row = [act, str(b['activations']), f'{1000 * b["step_s"]:.1f}', f'{b["peak_mib"]:.1f}',
+               f'{b["saved_mib"]:.1f}']
         if base:
-            line += (f'{b["step_s"] / base["step_s"]:>12.3f}{b["peak_mib"] / base["peak_mib"]:>12.3f}'
-                     f'{b["saved_mib"] / base["saved_mib"]:>13.3f}')
-        print(line)
+            row += [f'{b[key] / base[key]:.3f}' for key in ('step_s', 'peak_mib', 'saved_mib')]
+        rows.append(row)
+    print_table(['act', 'layers', 'step ms', 'peak MiB', 'saved MiB'] + ratios, rows)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(settings=vars(args), runs=results, best=best), f, indent=2)

@@ -4,18 +4,17 @@
     python tools/benchmark_translation.py                      # base sizes, 6+6 layers, CPU
     python tools/benchmark_translation.py --layers 2 --steps 5 # quicker
 
-Each activation runs in its own process (so the peak RSS is its own): fairseq builds the model
+Each activation runs in its own process (``benchmark_common``), alternating over --rounds: fairseq builds the model
 through its own argument parser and ``TransformerModel.build_model`` with ``--user-dir
 translation``, and each step is fairseq's ``label_smoothed_cross_entropy`` forward, backward and an
 Adam step on a fixed random batch. Words/s counts target tokens, as fairseq's ``wps``. Not a test.
 """
 import argparse
 import json
-import resource
-import subprocess
-import sys
-import time
+import statistics
 from pathlib import Path
+
+from benchmark_common import MemoryMeter, best_of, print_table, run_workers, time_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +46,7 @@ def run_one(args):
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, criterion, dictionary = build(args.act, args.layers, args.vocab)
+    model, criterion, dictionary = build(args.worker, args.layers, args.vocab)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
     bsz, length = args.sentences, args.length
@@ -56,26 +55,22 @@ def run_one(args):
     sample = {'id': torch.arange(bsz), 'nsentences': bsz, 'ntokens': bsz * length, 'target': tokens,
               'net_input': {'src_tokens': tokens.flip(1), 'src_lengths': torch.full((bsz,), length),
                             'prev_output_tokens': prev}}
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
+    memory = MemoryMeter(torch.device('cpu'))
+    memory.start()
+
+    def step():
         optimizer.zero_grad()
         loss, _, _ = criterion(model, sample)
         loss.backward()
         optimizer.step()
-        if step >= args.warmup:
-            times.append(time.perf_counter() - start)
-    times.sort()
-    median = times[len(times) // 2]
+
+    median = statistics.median(time_steps(step, args.warmup, args.steps, torch.device('cpu')))
     alphas = sum(1 for name, _ in model.named_parameters() if name.endswith('activation_fn.alpha'))
     # fairseq 0.12.2's encoder layers also hold unused copies of their weights for its inference fast
     # path (in_proj_weight, fc1_weight, ...): count only the parameters that train
     trained = sum(p.numel() for p in model.parameters() if p.grad is not None)
-    print(json.dumps({'act': args.act, 'step_s': median, 'words_per_s': bsz * length / median,
-                      'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      'model_rss_mb': rss_before / 1024, 'sau_alphas': alphas,
-                      'params_m': trained / 1e6,
+    print(json.dumps({'act': args.worker, 'step_s': median, 'words_per_s': bsz * length / median,
+                      'peak_rss_mb': memory.total() / 2**20, 'sau_alphas': alphas, 'params_m': trained / 1e6,
                       'threads': torch.get_num_threads()}))
 
 
@@ -89,35 +84,27 @@ def main(argv=None):
     parser.add_argument('--steps', type=int, default=10, help='timed steps (the median is reported)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
-    parser.add_argument('--act', help=argparse.SUPPRESS)  # internal: run one activation, print JSON
+    parser.add_argument('--rounds', type=int, default=1, help='alternate the activations this often')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: run one activation, print JSON
     args = parser.parse_args(argv)
-    if args.act:
+    if args.worker:
         return run_one(args)
-    passthrough = [f'--{k}={getattr(args, k)}' for k in ('layers', 'vocab', 'sentences', 'length', 'steps',
-                                                          'warmup', 'threads')]
-    results = []
-    for act in args.acts.split(','):
-        out = subprocess.run([sys.executable, __file__, f'--act={act}', *passthrough], capture_output=True,
-                             text=True, check=False)
-        if out.returncode:
-            raise SystemExit(f'{act} failed:\n{out.stderr[-3000:]}')
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    ref = results[0]
+    acts = args.acts.split(',')
+    results = run_workers(__file__, acts, args.rounds,
+                          [f'--{k}={getattr(args, k)}' for k in ('layers', 'vocab', 'sentences', 'length', 'steps',
+                                                                'warmup', 'threads')])
+    best = best_of(results, ('step_s', 'words_per_s', 'peak_rss_mb'))
+    first = results[acts[0]][0]
+    ref = best[acts[0]]
     print(f'transformer_wmt_en_de, {args.layers}+{args.layers} layers (d 512, FFN 2048, 8 heads), '
-          f'{ref["params_m"]:.1f}M trained parameters, batch {args.sentences}x{args.length} tokens, '
-          f'vocab {args.vocab}, CPU, {ref["threads"]} thread(s), median of {args.steps} steps')
-    rows = [['activation', 'words/s', 'step ms', 'peak RSS MB', f'time / {ref["act"]}',
-             f'memory / {ref["act"]}', 'SAU alphas']]
-    for r in results:
-        rows.append([r['act'], f'{r["words_per_s"]:.0f}', f'{1000 * r["step_s"]:.1f}', f'{r["peak_rss_mb"]:.0f}',
-                     f'{r["step_s"] / ref["step_s"]:.3f}', f'{r["peak_rss_mb"] / ref["peak_rss_mb"]:.3f}',
-                     str(r['sau_alphas'])])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print('| ' + ' | '.join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths)))
-              + ' |')
-        if i == 0:
-            print('|' + '|'.join('-' * (w + 2) for w in widths) + '|')
+          f'{first["params_m"]:.1f}M trained parameters, batch {args.sentences}x{args.length} tokens, '
+          f'vocab {args.vocab}, CPU, {first["threads"]} thread(s), median of {args.steps} steps, '
+          f'best of {args.rounds} round(s)')
+    print_table(['activation', 'words/s', 'step ms', 'peak RSS MB', f'time / {acts[0]}', f'memory / {acts[0]}',
+                 'SAU alphas'],
+                [[act, f'{b["words_per_s"]:.0f}', f'{1000 * b["step_s"]:.1f}', f'{b["peak_rss_mb"]:.0f}',
+                  f'{b["step_s"] / ref["step_s"]:.3f}', f'{b["peak_rss_mb"] / ref["peak_rss_mb"]:.3f}',
+                  str(results[act][0]['sau_alphas'])] for act, b in best.items()])
     return results
 
 

@@ -1,0 +1,57 @@
+"""The benchmark tools run end to end at toy sizes and print their tables (their numbers live in the README)."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run_tool(*argv):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def table_rows(output):
+    """{first cell: cells} of the Markdown table rows in output."""
+    rows = [[c.strip() for c in line.strip('|').split('|')] for line in output.splitlines()
+            if line.startswith('|') and not line.startswith('|-')]
+    return {row[0]: row for row in rows[1:]}
+
+
+@pytest.mark.parametrize('argv, baseline, ratio_columns', [
+    (['tools/benchmark_detection.py', '--batch', '1', '--steps', '1', '--warmup', '0'], 'relu', [4, 5, 6]),
+    (['tools/benchmark_segmentation.py', '--size', '32', '64', '--steps', '1', '--warmup', '0', '--repeats', '1'],
+     'relu', [5, 6, 7]),
+    (['tools/benchmark_translation.py', '--layers', '1', '--vocab', '200', '--sentences', '2', '--length', '4',
+      '--steps', '1', '--warmup', '0'], 'relu', [4, 5]),
+], ids=['detection', 'segmentation', 'translation'])
+def test_task_benchmark_prints_ratios_to_the_baseline(argv, baseline, ratio_columns):
+    rows = table_rows(run_tool(*argv))
+    assert set(rows) == {baseline, 'sau'}
+    for column in ratio_columns:
+        assert rows[baseline][column] == '1.000'
+        assert 0.2 < float(rows['sau'][column]) < 5
+    if 'segmentation' in argv[0]:  # in-place SAU keeps exactly what in-place ReLU keeps for backward
+        assert rows['sau'][7] == '1.000'
+
+
+def test_task_benchmark_reports_a_failed_worker_in_one_line():
+    proc = subprocess.run([sys.executable, 'tools/benchmark_detection.py', '--acts', 'nosuch'],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.startswith('error: the benchmark of nosuch failed (exit 1):')
+    assert "unknown activation 'nosuch'" in proc.stderr
+
+
+def test_activation_benchmark_times_every_activation():
+    output = run_tool('tools/benchmark_activation.py', '--sizes', '0.01', '--rounds', '1')
+    rows = table_rows(output)
+    assert rows['GELU'][2] == '1.00'
+    assert rows['SAU (fused)'][3] == '1.00' and rows['SAU (fused, in place)'][3] == '1.00'
+    assert rows['SAU (eager reference)'][3] == '8.00'
+    assert 'M float32 elements (std 0.001) on cpu' in output
