@@ -12,14 +12,36 @@ the total loss of each rank, every SAU ``alpha`` and all parameters flattened, a
 
 Rank 0 writes the record to ``out_file`` (JSON) when training ends, together with the model wrapper's
 type, ``find_unused_parameters`` and the world size.
+
+Run as a script, ``python tests/dist_probe.py OUT.json tools/train.py ARGS...`` (under torchrun or not)
+does the same for fairseq: it runs ``tools/train.py ARGS`` with fairseq's ``Trainer.train_step`` wrapped to
+record, after every update, the SAU alphas and their (and all parameters') largest difference between
+ranks. fairseq checks that the ranks' gradient norms agree only on GPUs (``Trainer._grad_norm_buf``).
 """
 import json
+import os
+import sys
 
 import torch
 from mmengine.dist import all_gather, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+
+
+def gather_diffs(alphas, params):
+    """(largest |alpha - rank 0's alpha|, the same for all parameters) over the ranks; 0.0 on one process."""
+    if not torch.distributed.is_initialized():
+        return 0.0, 0.0
+    all_alphas, all_params = all_gather(alphas), all_gather(params)
+    return (max((a - all_alphas[0]).abs().max().item() for a in all_alphas),
+            max((p - all_params[0]).abs().max().item() for p in all_params))
+
+
+def flat_parameters(model):
+    """(the SAU alphas, all parameters), each flattened and concatenated in ``named_parameters`` order."""
+    named = [(name, p.detach().reshape(-1)) for name, p in model.named_parameters()]
+    return torch.cat([p for name, p in named if name.endswith('.alpha')]), torch.cat([p for _, p in named])
 
 
 @HOOKS.register_module()
@@ -32,18 +54,13 @@ class DistProbeHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        named = [(name, p.detach().reshape(-1)) for name, p in model.named_parameters()]
-        alphas = torch.cat([p for name, p in named if name.endswith('.alpha')])
-        params = torch.cat([p for _, p in named])
-        loss = torch.as_tensor(outputs['loss']).detach().reshape(1).double()
-        all_alphas, all_params, all_losses = all_gather(alphas), all_gather(params), all_gather(loss)
+        alphas, params = flat_parameters(model)
+        all_losses = all_gather(torch.as_tensor(outputs['loss']).detach().reshape(1).double())
+        alpha_rank_diff, param_rank_diff = gather_diffs(alphas, params)
         self.records.append(dict(
-            iter=runner.iter + 1,
-            loss=torch.cat(all_losses).mean().item(),
-            rank_losses=[x.item() for x in all_losses],
-            alphas=alphas.tolist(),
-            alpha_rank_diff=max((a - alphas).abs().max().item() for a in all_alphas),
-            param_rank_diff=max((p - params).abs().max().item() for p in all_params)))
+            iter=runner.iter + 1, loss=torch.cat(all_losses).mean().item(),
+            rank_losses=[x.item() for x in all_losses], alphas=alphas.tolist(),
+            alpha_rank_diff=alpha_rank_diff, param_rank_diff=param_rank_diff))
 
     def after_train(self, runner):
         if get_rank() != 0:
@@ -53,3 +70,33 @@ class DistProbeHook(Hook):
             json.dump(dict(world_size=get_world_size(), wrapper=type(wrapper).__name__,
                            find_unused_parameters=getattr(wrapper, 'find_unused_parameters', None),
                            iters=self.records), f, indent=1)
+
+
+def run_fairseq_probed(out_file, argv):
+    """``tools/train.py argv`` with fairseq's ``Trainer.train_step`` recording every update; returns its status."""
+    tools = os.path.dirname(os.path.abspath(argv[0]))
+    sys.path.insert(0, tools)
+    import train
+    import zoo_cli
+    from fairseq.trainer import Trainer
+
+    records, train_step = [], Trainer.train_step
+
+    def probed_train_step(self, samples, raise_oom=False):
+        result = train_step(self, samples, raise_oom)
+        alphas, params = flat_parameters(self.model)
+        alpha_rank_diff, param_rank_diff = gather_diffs(alphas, params)
+        records.append(dict(update=self.get_num_updates(), alphas=alphas.tolist(),
+                            alpha_rank_diff=alpha_rank_diff, param_rank_diff=param_rank_diff))
+        return result
+
+    Trainer.train_step = probed_train_step
+    status = zoo_cli.run_main(train.main, argv[1:])
+    if int(os.environ.get('RANK', 0)) == 0:
+        with open(out_file, 'w') as f:
+            json.dump(dict(world_size=int(os.environ.get('WORLD_SIZE', 1)), updates=records), f, indent=1)
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(run_fairseq_probed(sys.argv[1], sys.argv[2:]))
