@@ -317,6 +317,14 @@ def _resize(paths):
         Image.fromarray(np.asarray(Image.open(path))[:32]).save(path)
 
 
+def _corrupt_middle(path):
+    """Break the compressed pixel data (its zlib header) and keep the PNG's first and last bytes."""
+    data = bytearray(path.read_bytes())
+    start = data.index(b'IDAT') + 4
+    data[start:start + 2] = b'\xff\xff'
+    path.write_bytes(bytes(data))
+
+
 SEG_CASES = {
     'mask holds a raw label id': (lambda r: _paint(masks(r), 33),
                                   'holds values [33] (128 pixels); allowed are train ids 0..18 and 255'),
@@ -329,6 +337,11 @@ SEG_CASES = {
                         "1 image/mask files under '{root}' cannot be decoded: {image0} is not a PNG file"),
     'mask truncated': (lambda r: masks(r)[0].write_bytes(masks(r)[0].read_bytes()[:300]),
                        "cannot be decoded: {mask0} is a truncated PNG file (no end marker; 300 bytes)"),
+    'mask corrupt between intact ends': (lambda r: [_corrupt_middle(m) for m in masks(r)],
+                                         '_gtFine_labelTrainIds.png does not decode (OSError: broken data stream '
+                                         'when reading image file); a corrupt file?'),
+    'image corrupt between intact ends': (lambda r: [_corrupt_middle(m) for m in images(r)],
+                                          '_leftImg8bit.png does not decode (a corrupt file?)'),
     'image folder missing': (lambda r: shutil.rmtree(r / 'leftImg8bit' / 'train'),
                              'dataset path not found: {root}/leftImg8bit/train (needed by train_dataloader)'),
 }

@@ -6,7 +6,8 @@ an empty one gives a dataset of length 0 that fails later in the sampler, and a 
 mid-epoch in ``LoadAnnotations``; an image or mask that does not decode (a truncated download) fails
 mid-epoch with an assertion or ``'NoneType' object has no attribute 'squeeze'``. This subclass checks the
 listing once at start-up (file names, and the first and last bytes of every file: no decoding; the pixel
-values are checked per sample by :class:`~.transforms.CheckSegMap`).
+values are checked per sample by :class:`~.transforms.CheckSegMap`), and names a mask that still does not
+decode when a sample is loaded.
 """
 import os
 import os.path as osp
@@ -36,7 +37,8 @@ class CheckedCityscapesDataset(CityscapesDataset):
             image has no ``*_gtFine_labelTrainIds.png`` (with a hint when ``*_labelIds.png`` is there,
             i.e. the download was not prepared).
         InputError (a ValueError): a mask has no image (the two folders do not pair up; not checked with an
-            ``ann_file``), or an image or mask file is empty, not a PNG or truncated.
+            ``ann_file``), an image or mask file is empty, not a PNG or truncated, or (when a sample is
+            loaded) a mask does not decode.
     """
 
     def load_data_list(self):
@@ -84,3 +86,20 @@ class CheckedCityscapesDataset(CityscapesDataset):
                 f'image/mask pairing mismatch: {len(orphans)} masks under {seg_dir!r} have no '
                 f'*{self.img_suffix} under {img_dir!r}: {_short_list(orphans)}')
         return data_list
+
+    def prepare_data(self, idx):
+        """A sample whose mask or image does not decode (corrupt between intact first and last bytes) fails
+        inside mmseg/mmcv without a file name: PIL's ``OSError: broken data stream ...``, or cv2's ``None``
+        (``'NoneType' object has no attribute 'squeeze'``). Name the file instead."""
+        try:
+            return super().prepare_data(idx)
+        except (OSError, AttributeError) as e:
+            if isinstance(e, FileNotFoundError) or (isinstance(e, AttributeError) and "'NoneType'" not in str(e)):
+                raise
+            info = self.get_data_info(idx)
+            tb, in_mask = e.__traceback__, False
+            while tb is not None:
+                in_mask = in_mask or tb.tb_frame.f_code.co_name == '_load_seg_map'
+                tb = tb.tb_next
+            path = f'mask {info["seg_map_path"]}' if in_mask else f'image {info["img_path"]}'
+            raise InputError(f'{path} does not decode ({type(e).__name__}: {e}); a corrupt file?') from e
