@@ -78,10 +78,12 @@ def _sau_backward(grad_y: Tensor, saved: Tensor, alpha: Tensor, n: Tensor, zero_
     """(grad_x, grad_alpha, grad_n) from the saved input x, or from SAU(x) when ``saved_is_output``; a gradient
     that is not needed comes back empty."""
     saved, layout = dense_layout(saved, alpha.numel())
-    if grad_y.stride() != saved.stride():
-        grad_y = torch.empty_like(saved).copy_(grad_y)
-    grad_x, grad_alpha, grad_n = backend(saved.device).backward(
-        grad_y, saved, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n)
+    if grad_y.stride() == saved.stride():
+        grad_x = torch.empty_like(saved)
+    else:  # a strided gradient (e.g. from torch.cat's backward): copy it, and compute grad_x in the copy
+        grad_y = grad_x = torch.empty_like(saved).copy_(grad_y)
+    grad_alpha, grad_n = backend(saved.device).backward(
+        grad_y, saved, grad_x, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n)
     grad_alpha = grad_alpha.to(alpha.dtype) if need_alpha else alpha.new_empty(0)
     grad_n = grad_n.to(n.dtype).reshape(n.shape) if need_n else n.new_empty(0)
     return grad_x, grad_alpha, grad_n

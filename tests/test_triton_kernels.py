@@ -26,8 +26,9 @@ def run_kernels(x, alpha, n, grad_y, zero_centred, saved_is_output=False):
     else:
         y = triton_kernels.forward(x, alpha, n, zero_centred, layout)
     saved = y if saved_is_output else x
-    grad_x, grad_alpha, grad_n = triton_kernels.backward(grad_y, saved, alpha, n, zero_centred, saved_is_output,
-                                                         layout, True, True)
+    grad_x = torch.empty_like(x)
+    grad_alpha, grad_n = triton_kernels.backward(grad_y, saved, grad_x, alpha, n, zero_centred, saved_is_output,
+                                                 layout, True, True)
     return y, grad_x, grad_alpha, grad_n
 
 

@@ -125,10 +125,10 @@ def report_bandwidth(x, grad_y, module, measure, rounds):
         'copy': (lambda: copy_out.copy_(x), 2 * bytes_per),
         'SAU forward': (lambda: kernels.forward(x, alpha, n, False, layout), 2 * bytes_per),
         'SAU forward in place': (lambda: kernels.forward_(copy_out, alpha, n, layout), 2 * bytes_per),
-        'SAU backward': (lambda: kernels.backward(grad_y, x, alpha, n, False, False, layout, True, False),
+        'SAU backward': (lambda: kernels.backward(grad_y, x, copy_out, alpha, n, False, False, layout, True, False),
                          3 * bytes_per),
         'SAU backward from the output': (
-            lambda: kernels.backward(grad_y, y, alpha, n, False, True, layout, True, False), 3 * bytes_per),
+            lambda: kernels.backward(grad_y, y, copy_out, alpha, n, False, True, layout, True, False), 3 * bytes_per),
     }
     bandwidth = {}
     for name, (fn, moved) in results.items():

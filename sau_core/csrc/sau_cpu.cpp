@@ -54,20 +54,18 @@ void sau_forward_(const at::Tensor& x, const at::Tensor& alpha, double n, bool z
   forward_into(x, x, alpha, n, zero_centred, rows, cols, channel_on_cols);
 }
 
-// x is the saved input, or the output SAU(x) when saved_is_output (standard form only). Returns (grad_x,
-// grad_alpha, grad_n); grad_alpha and grad_n are in the compute type (float or double) and are empty when not
-// requested. The piece partials are summed in a fixed order, in double.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> sau_backward(const at::Tensor& grad_y, const at::Tensor& x,
-                                                            const at::Tensor& alpha, double n, bool zero_centred,
-                                                            bool saved_is_output,
-                                                            int64_t rows, int64_t cols, bool channel_on_cols,
-                                                            bool need_alpha, bool need_n) {
+// x is the saved input, or the output SAU(x) when saved_is_output (standard form only). Writes grad_x, which may
+// be grad_y itself (each element is read before it is written), and returns (grad_alpha, grad_n) in the compute
+// type (float or double), empty when not requested. The piece partials are summed in a fixed order, in double.
+std::tuple<at::Tensor, at::Tensor> sau_backward(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& grad_x,
+                                                const at::Tensor& alpha, double n, bool zero_centred,
+                                                bool saved_is_output, int64_t rows, int64_t cols,
+                                                bool channel_on_cols, bool need_alpha, bool need_n) {
   const Layout layout = make_layout(x, alpha, rows, cols, channel_on_cols);
   TORCH_CHECK(!(saved_is_output && zero_centred), "sau_core_cpu: the zero-centred form cannot recover x from y");
-  TORCH_CHECK(grad_y.sizes() == x.sizes() && grad_y.strides() == x.strides() &&
-                  grad_y.scalar_type() == x.scalar_type(),
-              "sau_core_cpu: grad_y must match x in shape, strides and dtype");
-  at::Tensor grad_x = at::empty_like(x);
+  for (const at::Tensor* t : {&grad_y, &grad_x})
+    TORCH_CHECK(t->sizes() == x.sizes() && t->strides() == x.strides() && t->scalar_type() == x.scalar_type(),
+                "sau_core_cpu: grad_y and grad_x must match x in shape, strides and dtype");
   at::Tensor grad_alpha, grad_n;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sau_backward", [&] {
     using Acc = at::opmath_type<scalar_t>;
@@ -102,7 +100,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sau_backward(const at::Tensor& gr
   });
   if (!grad_alpha.defined()) grad_alpha = at::empty({0}, x.options());
   if (!grad_n.defined()) grad_n = at::empty({0}, x.options());
-  return {grad_x, grad_alpha, grad_n};
+  return {grad_alpha, grad_n};
 }
 
 }  // namespace
@@ -113,8 +111,9 @@ TORCH_LIBRARY(sau_core_cpu, m) {
         " -> Tensor");
   m.def("forward_(Tensor(a!) x, Tensor alpha, float n, bool zero_centred, int rows, int cols, bool channel_on_cols)"
         " -> ()");
-  m.def("backward(Tensor grad_y, Tensor saved, Tensor alpha, float n, bool zero_centred, bool saved_is_output,"
-        " int rows, int cols, bool channel_on_cols, bool need_alpha, bool need_n) -> (Tensor, Tensor, Tensor)");
+  m.def("backward(Tensor grad_y, Tensor saved, Tensor(a!) grad_x, Tensor alpha, float n, bool zero_centred,"
+        " bool saved_is_output, int rows, int cols, bool channel_on_cols, bool need_alpha, bool need_n)"
+        " -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(sau_core_cpu, CPU, m) {

@@ -24,6 +24,6 @@ def forward_(x, alpha, n, layout):
     torch.ops.sau_core_cpu.forward_(x, alpha, float(n), False, *layout)
 
 
-def backward(grad_y, saved, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n):
-    return torch.ops.sau_core_cpu.backward(grad_y, saved, alpha, float(n), zero_centred, saved_is_output, *layout,
-                                           need_alpha, need_n)
+def backward(grad_y, saved, grad_x, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n):
+    return torch.ops.sau_core_cpu.backward(grad_y, saved, grad_x, alpha, float(n), zero_centred, saved_is_output,
+                                           *layout, need_alpha, need_n)

@@ -151,12 +151,12 @@ def forward_(x, alpha, n, layout):
     _forward_into(x, x, alpha, n, False, layout)
 
 
-def backward(grad_y, x, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n):
-    """``x`` is the saved input, or SAU(x) when ``saved_is_output``."""
-    grad_x = torch.empty_like(x)
+def backward(grad_y, x, grad_x, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n):
+    """``x`` is the saved input, or SAU(x) when ``saved_is_output``; grad_x may be grad_y (each program reads
+    its tile before writing it)."""
     acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if x.numel() == 0:
-        return grad_x, torch.zeros(alpha.numel(), dtype=acc_dtype, device=x.device), \
+        return torch.zeros(alpha.numel(), dtype=acc_dtype, device=x.device), \
             torch.zeros((), dtype=acc_dtype, device=x.device)
     block_r, block_c, row_tiles, col_tiles = _tiling(layout)
     partial_shape = (row_tiles, layout.cols) if layout.channel_on_cols else (layout.rows, col_tiles)
@@ -173,4 +173,4 @@ def backward(grad_y, x, alpha, n, zero_centred, saved_is_output, layout, need_al
                       else alpha_partial.sum(1).reshape(-1, alpha.numel()).sum(0))
     if need_n:
         grad_n = n_partial.sum()
-    return grad_x, grad_alpha, grad_n
+    return grad_alpha, grad_n
