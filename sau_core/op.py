@@ -143,8 +143,8 @@ def _can_run_inplace(x, alpha, zero_centred):
     if zero_centred or torch.compiler.is_compiling() or (x.requires_grad and x.is_leaf):
         return False
     low, high = (torch.tensor(bound, dtype=alpha.dtype).item() for bound in INPLACE_ALPHA_RANGE)  # as stored
-    alpha_min, alpha_max = torch.aminmax(alpha.detach())
-    return low <= alpha_min.item() and alpha_max.item() <= high
+    alpha_min, alpha_max = torch.stack(torch.aminmax(alpha.detach())).tolist()  # one host read
+    return low <= alpha_min and alpha_max <= high
 
 
 def _as_parameter(name, value, x):
