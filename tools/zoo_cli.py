@@ -199,13 +199,20 @@ def _act_cfgs(node, path):
 def check_act_cfgs(cfg):
     """CLIError naming the first ``act_cfg`` of ``cfg.model`` whose type no registry of the config's scope
     has (a typo such as ``type='Sau'``), before the model is built."""
+    from unittest import mock
+
+    import mmengine.logging
     import sau_core
     from mmengine.registry import MODELS
     from mmengine.utils import import_modules_from_strings
     imports = cfg.get('custom_imports')
     if imports:  # --act may have added sau_core.mm after the config was loaded
         import_modules_from_strings(**imports)
-    with MODELS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
+    # the registry's lookups log (DEBUG) through MMEngine's current logger and so would create one, bound to
+    # this moment's sys.stdout, before the Runner makes its own; a caller that swaps sys.stdout (pytest's
+    # capsys) would leave it writing to a closed stream
+    with mock.patch.object(mmengine.logging, 'print_log', lambda *args, **kwargs: None), \
+            MODELS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
         for path, act in _act_cfgs(cfg.get('model'), 'model'):
             kind = act.get('type')
             if isinstance(kind, str) and registry.get(kind) is None:
