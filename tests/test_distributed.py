@@ -7,7 +7,8 @@
 - fairseq (translation): the same through ``tools/train.py``, fairseq's own distributed training (env://,
   gloo, ``legacy_ddp``) against one process with ``update_freq=2``, alphas compared after every update.
 - SAU in a ConvModule stack under CPU autocast (bf16, fp16); ``--amp`` without a GPU; MMEngine's
-  ``accumulative_counts``; ``torch.compile`` (inductor) against eager.
+  ``accumulative_counts``; ``torch.compile`` (inductor) against eager; the tiny U-Net and SSD300 task models
+  under ``torch.compile(fullgraph=True)`` and bf16 autocast.
 
 Every training is a subprocess with one thread per process on the tiny generated data; about 1.5 minutes in
 all on 2 shared cores.
@@ -379,3 +380,60 @@ def test_torch_compile_of_sau_convmodules_matches_eager():
     for name in ga:
         assert ga[name].abs().sum() > 0
         torch.testing.assert_close(ga[name], ga_ref[name], atol=1e-6, rtol=1e-4)
+
+
+TASK_MODELS = {'unet': (SEG_TINY, 'mmseg', (2, 3, 64, 128)), 'ssd300': (SSD_TINY, 'mmdet', (2, 3, 300, 300))}
+
+
+def task_model_step(name, compile_model=False, autocast_dtype=None):
+    """One forward ('tensor' mode) + backward of a tiny task model built from its SAU config; returns the
+    outputs and the alpha gradients."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+    from torch.utils._pytree import tree_leaves
+    config, scope, shape = TASK_MODELS[name]
+    cfg = Config.fromfile(config)
+    import_modules_from_strings(**cfg.custom_imports)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(4))
+    with DefaultScope.overwrite_default_scope(scope):
+        init_default_scope(scope)
+        torch.manual_seed(0)
+        model = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS.build(cfg.model)
+        model.init_weights()
+        model.train()
+        forward = lambda t: model(t, mode='tensor')  # noqa: E731
+        if compile_model:
+            forward = torch.compile(forward, backend='aot_eager', fullgraph=True)
+        with torch.autocast('cpu', dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            out = tree_leaves(forward(x))
+        sum(o.float().square().mean() for o in out).backward()
+    return out, {n: p.grad for n, p in model.named_parameters() if n.endswith('activate.alpha') and p.grad is not None}
+
+
+@pytest.mark.parametrize('name', list(TASK_MODELS))
+def test_torch_compile_of_the_task_models_captures_one_graph(name):
+    """The tiny task models compile with fullgraph=True (no graph break from SAU or from ConvModule asking it
+    to run in place) and train as in eager mode. aot_eager keeps the test fast (inductor takes ~50 s on the
+    U-Net); inductor's numerics are checked on SAU ConvModules above."""
+    eager_out, eager_grads = task_model_step(name)
+    out, grads = task_model_step(name, compile_model=True)
+    assert len(grads) >= 15 and grads.keys() == eager_grads.keys()
+    for o, e in zip(out, eager_out):  # measured: 4.4e-6 (U-Net), BN decomposed by AOTAutograd
+        torch.testing.assert_close(o, e, atol=1e-4, rtol=1e-4)
+    for key in grads:
+        assert grads[key].abs().sum() > 0
+        torch.testing.assert_close(grads[key], eager_grads[key], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize('name', list(TASK_MODELS))
+def test_task_models_under_bf16_autocast_have_finite_alpha_gradients(name):
+    ref_out, ref_grads = task_model_step(name)
+    out, grads = task_model_step(name, autocast_dtype=torch.bfloat16)
+    assert out[0].dtype == torch.bfloat16 and grads.keys() == ref_grads.keys()
+    ref = torch.cat([g.reshape(-1) for g in ref_grads.values()])
+    got = torch.cat([grads[k].reshape(-1) for k in ref_grads])
+    assert torch.isfinite(got).all() and got.dtype == torch.float32
+    # bf16 keeps 8 bits; through the layers of a freshly initialised network the alpha gradients move by
+    # 3.6 % (U-Net) and 13 % (SSD) relative L2 but keep their direction (measured cosine 0.999 and 0.992)
+    assert torch.nn.functional.cosine_similarity(got, ref, dim=0).item() > 0.97
