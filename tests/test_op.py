@@ -1,5 +1,8 @@
 """The fused SAU op against the reference formula: values, gradients, layouts, dtypes, special values."""
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -158,3 +161,24 @@ def test_dense_layout_views_without_copies():
     used, layout = dense_layout(transposed, 1)
     assert used is transposed and layout == (1, x.numel(), False)
     assert dense_layout(torch.randn(5, 3), 3)[1] == (5, 3, True)
+
+
+@pytest.mark.parametrize('isa', ['avx512', 'avx2', 'generic'])
+def test_every_cpu_build_of_the_kernels_matches_the_reference(isa):
+    """The tests above run the build this CPU picks; each other build runs them in a subprocess."""
+    from sau_core.kernels import cpu
+    if isa == cpu.isa():
+        pytest.skip(f'{isa} is the build this process runs')
+    env = dict(os.environ, SAU_CORE_CPU_ISA=isa)
+    probe = subprocess.run([sys.executable, '-c', 'from sau_core.kernels import cpu; print(cpu.isa())'],
+                           env=env, capture_output=True, text=True)
+    if 'this CPU lacks' in probe.stderr:
+        pytest.skip(f'this CPU cannot run the {isa} build')
+    assert probe.stdout.strip() == isa, probe.stderr[-2000:]
+    tests = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
+                           '(match_reference or special_values or deterministic or gradcheck) and not every_cpu_build',
+                           os.path.join(tests, 'test_op.py'), os.path.join(tests, 'test_op_inplace.py')],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert ' passed' in proc.stdout.strip().splitlines()[-1] and 'skipped' not in proc.stdout.splitlines()[-1]

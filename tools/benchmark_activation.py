@@ -148,7 +148,8 @@ def main():
     parser.add_argument('--std', type=float, default=1e-3, help='standard deviation of the inputs')
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads'
+    from sau_core.kernels import cpu
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads, sau_core CPU kernels: {cpu.isa()}'
           + (f', {torch.cuda.get_device_name(device)}' if device.type == 'cuda' else ''))
     for size in args.sizes.split(','):
         run(int(float(size) * 2**20), getattr(torch, args.dtype), device, args.rounds, args.std)

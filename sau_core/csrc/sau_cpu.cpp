@@ -6,6 +6,8 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -14,9 +16,46 @@
 namespace sau_core {
 namespace {
 
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return has;
+enum class Isa { kGeneric, kAvx2, kAvx512 };
+
+// The best build of the kernels this CPU runs; SAU_CORE_CPU_ISA=avx512|avx2|generic chooses one (tests, A/B).
+Isa detect_isa() {
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const char* forced = std::getenv("SAU_CORE_CPU_ISA");
+  if (forced == nullptr || *forced == '\0') return avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kGeneric;
+  const std::string name(forced);
+  TORCH_CHECK(name == "avx512" || name == "avx2" || name == "generic",
+              "SAU_CORE_CPU_ISA must be avx512, avx2 or generic (or unset), got '", name, "'");
+  TORCH_CHECK(name != "avx512" || avx512, "SAU_CORE_CPU_ISA=avx512 but this CPU lacks AVX-512 (F, BW, VL, DQ)");
+  TORCH_CHECK(name != "avx2" || avx2, "SAU_CORE_CPU_ISA=avx2 but this CPU lacks AVX2, FMA or F16C");
+  return name == "avx512" ? Isa::kAvx512 : name == "avx2" ? Isa::kAvx2 : Isa::kGeneric;
+}
+
+Isa isa() {
+  static const Isa chosen = detect_isa();
+  return chosen;
+}
+
+std::string isa_name() {
+  switch (isa()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+template <typename T, typename Acc>
+auto forward_kernel() {
+  return isa() == Isa::kAvx512 ? &avx512::forward<T, Acc> : isa() == Isa::kAvx2 ? &avx2::forward<T, Acc>
+                                                                                 : &generic::forward<T, Acc>;
+}
+
+template <typename T, typename Acc>
+auto backward_kernel() {
+  return isa() == Isa::kAvx512 ? &avx512::backward<T, Acc> : isa() == Isa::kAvx2 ? &avx2::backward<T, Acc>
+                                                                                  : &generic::backward<T, Acc>;
 }
 
 Layout make_layout(const at::Tensor& x, const at::Tensor& alpha, int64_t rows, int64_t cols, bool channel_on_cols) {
@@ -36,7 +75,7 @@ void forward_into(const at::Tensor& x, const at::Tensor& y, const at::Tensor& al
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sau_forward", [&] {
     using Acc = at::opmath_type<scalar_t>;
     const at::Tensor a = alpha.to(c10::CppTypeToScalarType<Acc>::value).contiguous();
-    auto kernel = cpu_has_avx2() ? &avx2::forward<scalar_t, Acc> : &generic::forward<scalar_t, Acc>;
+    auto kernel = forward_kernel<scalar_t, Acc>();
     kernel(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), a.const_data_ptr<Acc>(),
            static_cast<Acc>(n), zero_centred, layout);
   });
@@ -75,7 +114,7 @@ std::tuple<at::Tensor, at::Tensor> sau_backward(const at::Tensor& grad_y, const 
     const int64_t alpha_partials = pieces * (channel_on_cols ? cols : 1);
     std::vector<Acc> alpha_pieces(need_alpha ? alpha_partials : 0, Acc(0));
     std::vector<Acc> n_pieces(need_n ? pieces : 0, Acc(0));
-    auto kernel = cpu_has_avx2() ? &avx2::backward<scalar_t, Acc> : &generic::backward<scalar_t, Acc>;
+    auto kernel = backward_kernel<scalar_t, Acc>();
     kernel(grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>(),
            a.const_data_ptr<Acc>(), static_cast<Acc>(n), zero_centred, saved_is_output, layout,
            need_alpha ? alpha_pieces.data() : nullptr, need_n ? n_pieces.data() : nullptr);
@@ -107,6 +146,7 @@ std::tuple<at::Tensor, at::Tensor> sau_backward(const at::Tensor& grad_y, const 
 }  // namespace sau_core
 
 TORCH_LIBRARY(sau_core_cpu, m) {
+  m.def("isa() -> str");
   m.def("forward(Tensor x, Tensor alpha, float n, bool zero_centred, int rows, int cols, bool channel_on_cols)"
         " -> Tensor");
   m.def("forward_(Tensor(a!) x, Tensor alpha, float n, bool zero_centred, int rows, int cols, bool channel_on_cols)"
@@ -114,6 +154,10 @@ TORCH_LIBRARY(sau_core_cpu, m) {
   m.def("backward(Tensor grad_y, Tensor saved, Tensor(a!) grad_x, Tensor alpha, float n, bool zero_centred,"
         " bool saved_is_output, int rows, int cols, bool channel_on_cols, bool need_alpha, bool need_n)"
         " -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(sau_core_cpu, CompositeExplicitAutograd, m) {
+  m.impl("isa", &sau_core::isa_name);
 }
 
 TORCH_LIBRARY_IMPL(sau_core_cpu, CPU, m) {

@@ -43,6 +43,7 @@ inline int64_t num_pieces(const Layout& l) {
                 bool saved_is_output, const Layout& layout, Acc* grad_alpha_pieces, Acc* grad_n_pieces); \
   }
 
+SAU_DECLARE_KERNELS(avx512)
 SAU_DECLARE_KERNELS(avx2)
 SAU_DECLARE_KERNELS(generic)
 

@@ -1,4 +1,5 @@
-"""CPU backend: the C++ kernels in ``sau_core/csrc`` (AVX2 or portable, chosen at run time)."""
+"""CPU backend: the C++ kernels in ``sau_core/csrc`` (AVX-512, AVX2 or portable, chosen at run time; the
+environment variable ``SAU_CORE_CPU_ISA=avx512|avx2|generic`` forces one)."""
 import importlib.util
 
 import torch
@@ -14,6 +15,11 @@ def _load_library():
 
 
 _load_library()
+
+
+def isa():
+    """The build of the kernels in use: 'avx512', 'avx2' or 'generic'."""
+    return torch.ops.sau_core_cpu.isa()
 
 
 def forward(x, alpha, n, zero_centred, layout):
