@@ -113,7 +113,7 @@ def _backward(ctx, grad_y, saved_is_output=False):
 
 _sau.register_autograd(_backward, setup_context=_setup_context)
 
-# alpha range in which the backward kernels recover x from SAU(x) to full precision (their Newton step count).
+# alpha range in which the backward kernels recover x from SAU(x) to full precision (their Halley step count).
 INPLACE_ALPHA_RANGE = (0.01, 100.0)
 
 

@@ -42,7 +42,7 @@ def test_inplace_matches_reference(case, dtype, device):
 @pytest.mark.parametrize('dtype, rtol', [(torch.float64, 1e-9), (torch.float32, 1e-4)])
 @pytest.mark.parametrize('alpha_value', [INPLACE_ALPHA_RANGE[0], 0.15, 0.9, 3.0, INPLACE_ALPHA_RANGE[1]])
 def test_inverse_is_accurate_across_the_smooth_band(alpha_value, dtype, rtol):
-    """Dense inputs over |n*x| <= 10, where backward recovers x by Newton steps, at the ends of the alpha
+    """Dense inputs over |n*x| <= 10, where backward recovers x by Halley steps, at the ends of the alpha
     range: gradients agree with the out-of-place op (which saves x itself)."""
     x = torch.linspace(-10 / N, 10 / N, 4001, dtype=dtype)
     alpha = torch.tensor([alpha_value], dtype=dtype, requires_grad=True)

@@ -9,7 +9,7 @@ Every activation runs once per round, rounds are repeated and the median is repo
 machine hit all of them alike. 'saved' is what autograd keeps for backward, in units of the input's size.
 In-place modules get a fresh non-leaf copy of the input each time, made outside the timed region. The inputs
 are normal with standard deviation --std: the default 1e-3 puts a third of them within 8/n of zero, where the
-in-place SAU's backward recovers x by Newton steps (batch-normalised features, std 1: 0.03 %).
+in-place SAU's backward recovers x by Halley steps (batch-normalised features, std 1: 0.03 %).
 On CUDA it also reports the fused kernels' share of the device-to-device copy bandwidth, counting the bytes
 they must move (forward: read x, write y; backward: read x and grad_y, write grad_x).
 """
