@@ -217,6 +217,10 @@ def test_launcher_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert zoo_cli.run_main(train.main, [*argv, '--launcher', 'slurm']) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: --launcher slurm needs CUDA GPUs'), err
+    # the same check for fairseq configs (it would start NCCL under srun, or train alone outside it)
+    assert zoo_cli.run_main(train.main, [NMT_TINY, '--work-dir', str(tmp_path / 't'), '--launcher', 'slurm']) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: --launcher slurm needs CUDA GPUs'), err
     assert not torch.distributed.is_initialized()  # nothing was started
 
 

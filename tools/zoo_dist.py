@@ -10,11 +10,20 @@ import zoo_cli
 
 
 def check_launcher(launcher):
-    """``--launcher pytorch`` needs the variables torchrun sets; one ``error:`` line without them."""
-    missing = [key for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if key not in os.environ]
-    if launcher == 'pytorch' and missing:
-        raise zoo_cli.CLIError(f'--launcher pytorch: {", ".join(missing)} not set; start the processes with '
-                               f'torchrun (python -m torch.distributed.run --nproc_per_node=N tools/train.py ...)')
+    """For both engines: ``--launcher pytorch`` needs the variables torchrun sets, ``--launcher slurm`` CUDA GPUs
+    and the variables srun sets; one ``error:`` line otherwise."""
+    import torch
+    needs = {'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+             'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_JOB_NODELIST')}.get(launcher, ())
+    if launcher == 'slurm' and not torch.cuda.is_available():
+        raise zoo_cli.CLIError('--launcher slurm needs CUDA GPUs; on CPU start the processes with torchrun '
+                               'and --launcher pytorch (gloo)')
+    missing = [key for key in needs if key not in os.environ]
+    if missing:
+        start = ('torchrun (python -m torch.distributed.run --nproc_per_node=N tools/train.py ...)'
+                 if launcher == 'pytorch' else 'srun (srun --ntasks=N python -u tools/train.py ...)')
+        raise zoo_cli.CLIError(f'--launcher {launcher}: {", ".join(missing)} not set; start the processes with '
+                               f'{start}')
 
 
 def check_amp(amp):
@@ -36,9 +45,6 @@ def setup_cpu_distributed(cfg, launcher):
     import torch
     if launcher == 'none' or torch.cuda.is_available():
         return
-    if launcher != 'pytorch':
-        raise zoo_cli.CLIError(f'--launcher {launcher} needs CUDA GPUs; on CPU start the processes with torchrun '
-                               f'and --launcher pytorch (gloo)')
     if cfg.get('sync_bn'):
         raise zoo_cli.CLIError(f'sync_bn={cfg.sync_bn} needs CUDA GPUs (torch\'s SyncBatchNorm runs on GPUs only); '
                                f'on CPU train without it, or with GroupNorm (norm_cfg=dict(type=\'GN\', ...))')
