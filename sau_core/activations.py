@@ -44,5 +44,5 @@ def create_act_layer(name_or_cfg, **kwargs):
     cfg = act_cfg(name_or_cfg) if isinstance(name_or_cfg, str) else dict(name_or_cfg)
     cfg.update(kwargs)
     layer_type = cfg.pop('type')
-    cfg.pop('inplace', None)  # in-place activations would break SAU's saved input; none of these need it
+    cfg.pop('inplace', None)  # GELU, Softplus and PReLU do not take it: layers made here run out of place
     return _TORCH_LAYERS[layer_type](**cfg)

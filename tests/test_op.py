@@ -177,7 +177,8 @@ def test_every_cpu_build_of_the_kernels_matches_the_reference(isa):
     assert probe.stdout.strip() == isa, probe.stderr[-2000:]
     tests = os.path.dirname(os.path.abspath(__file__))
     proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
-                           '(match_reference or special_values or deterministic or gradcheck) and not every_cpu_build',
+                           '(match_reference or matches_reference or smooth_band or inplace_special or special_values '
+                           'or deterministic or gradcheck) and not every_cpu_build',
                            os.path.join(tests, 'test_op.py'), os.path.join(tests, 'test_op_inplace.py')],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -2,10 +2,11 @@
 
     python tools/benchmark_segmentation.py                       # full-width U-Net, batch 2 of 128x256
     python tools/benchmark_segmentation.py --acts sau relu gelu --size 64 128 --batch 4 --threads 1
-    python tools/benchmark_segmentation.py --acts relu relu:inplace=False sau   # ReLU without MMCV's in-place
+    python tools/benchmark_segmentation.py --acts relu sau sau:inplace=False   # SAU without MMCV's in-place
 
-MMCV's ConvModule runs ReLU in place (it overwrites the BN output), which saves one activation-sized
-tensor per layer that an out-of-place activation such as SAU, GELU or ReLU(inplace=False) keeps.
+MMCV's ConvModule asks its activation to run in place: ReLU and SAU then overwrite the BN output and keep only
+their output for backward; an activation that keeps its input (GELU, SAU with inplace=False) keeps one more
+activation-sized tensor per layer.
 Each activation runs in its own subprocess (``benchmark_common``), on the same seeded input and labels, the
 same config with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is forward + loss + backward + Adam
 update of the model as the config builds it (data loading excluded). Time: median over the timed steps, then

@@ -101,8 +101,10 @@ inline Vectorized<Acc> invert(const Vectorized<Acc>& y, const Vectorized<Acc>& a
   const Vec x0 = Vec::blendv(y * inv_a, y, y > Vec(Acc(0)));  // y * (1/a): a division per vector costs ~30 %
   const Vec in_band = (x0 * k.n).abs() < Vec(Acc(kInvertBand));
   if (in_band.zero_mask() == (1 << Vec::size()) - 1) return x0;  // the common case: no lane in the band
-  // After a step below kConverged/n the error is ~(kConverged)^3/n: below the precision of Acc.
-  const Vec converged(std::is_same_v<Acc, float> ? Acc(1e-3) : Acc(1e-5));
+  // After a step below converged/n the error is ~converged^3/n: below the precision of Acc. Lanes outside the
+  // band keep x0 and do not count (their steps are rounding noise of the size of their ulp).
+  const Vec converged(std::is_same_v<Acc, float> ? Acc(3e-4) : Acc(1e-7));
+  const Vec out_of_band = (x0 * k.n).abs() >= Vec(Acc(kInvertBand));
   const Vec n2 = k.n * k.n, two(Acc(2));
   Vec x = x0;
   for (int step = 0; step < kHalleySteps; ++step) {
@@ -111,7 +113,7 @@ inline Vectorized<Acc> invert(const Vectorized<Acc>& y, const Vectorized<Acc>& a
     const Vec curvature = tm.one_minus_a * n2 * tm.gauss;
     const Vec delta = two * f * tm.slope / (two * tm.slope * tm.slope - f * curvature);
     x = x - delta;
-    if (((delta * k.n).abs() < converged).zero_mask() == 0) break;  // every lane converged
+    if ((((delta * k.n).abs() < converged) | out_of_band).zero_mask() == 0) break;  // every lane converged
   }
   return Vec::blendv(x0, x, in_band);
 }
