@@ -94,7 +94,10 @@ class CheckedCityscapesDataset(CityscapesDataset):
         try:
             return super().prepare_data(idx)
         except (OSError, AttributeError) as e:
-            if isinstance(e, FileNotFoundError) or (isinstance(e, AttributeError) and "'NoneType'" not in str(e)):
+            # an OSError with an errno is the system's (missing file, permissions, too many open files);
+            # decoders raise theirs without one
+            if (isinstance(e, OSError) and e.errno is not None) or (
+                    isinstance(e, AttributeError) and "'NoneType'" not in str(e)):
                 raise
             info = self.get_data_info(idx)
             tb, in_mask = e.__traceback__, False
