@@ -74,7 +74,8 @@ def run_workers(script, acts, rounds, worker_args):
 
 
 def best_of(results, keys):
-    """The minimum over rounds of each key, per activation (the least-disturbed round)."""
+    """The minimum over rounds of each key, per activation, each key on its own (time and memory may come from
+    different rounds: each column's least-disturbed one)."""
     return {act: {key: min(r[key] for r in runs) for key in keys} for act, runs in results.items()}
 
 
