@@ -25,7 +25,7 @@ def table_rows(output):
 
 @pytest.mark.parametrize('argv, baseline, ratio_columns', [
     (['tools/benchmark_detection.py', '--batch', '1', '--steps', '1', '--warmup', '0'], 'relu', [4, 5, 6]),
-    (['tools/benchmark_segmentation.py', '--size', '32', '64', '--steps', '1', '--warmup', '0', '--repeats', '1'],
+    (['tools/benchmark_segmentation.py', '--size', '32', '64', '--steps', '1', '--warmup', '0', '--rounds', '1'],
      'relu', [5, 6, 7]),
     (['tools/benchmark_translation.py', '--layers', '1', '--vocab', '200', '--sentences', '2', '--length', '4',
       '--steps', '1', '--warmup', '0'], 'relu', [4, 5]),

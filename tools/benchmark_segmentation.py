@@ -10,7 +10,7 @@ activation-sized tensor per layer.
 Each activation runs in its own subprocess (``benchmark_common``), on the same seeded input and labels, the
 same config with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is forward + loss + backward + Adam
 update of the model as the config builds it (data loading excluded). Time: median over the timed steps, then
-the minimum over ``--repeats`` interleaved subprocess runs (the least-disturbed run on a shared machine).
+the minimum over ``--rounds`` interleaved subprocess runs (the least-disturbed run on a shared machine).
 Peak memory: the peak (CPU: RSS; CUDA: allocated) over the steps minus what the process held before the
 first step (model, input and the activation's kernels already loaded), i.e. what the training steps add,
 Adam's state included. RSS depends on the allocator, so also ``saved MiB``: the unique storages autograd
@@ -111,7 +111,7 @@ def worker(args):
 
 
 def run(args):
-    results = run_workers(osp.abspath(__file__), args.acts, args.repeats,
+    results = run_workers(osp.abspath(__file__), args.acts, args.rounds,
                           ['--config', args.config, '--batch', str(args.batch), '--size', *map(str, args.size),
                            '--steps', str(args.steps), '--warmup', str(args.warmup), '--threads', str(args.threads),
                            '--device', args.device])
@@ -119,7 +119,7 @@ def run(args):
     base = best.get(args.baseline)
     print(f'config {osp.relpath(args.config, REPO)}; batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}; '
           f'device {args.device}; {args.threads} thread(s); {args.steps} timed steps after {args.warmup}, '
-          f'best of {args.repeats} runs')
+          f'best of {args.rounds} runs')
     ratios = [f'time/{args.baseline}', f'peak/{args.baseline}', f'saved/{args.baseline}'] if base else []
     rows = []
     for act, b in best.items():
@@ -144,7 +144,8 @@ def main(argv=None):
     parser.add_argument('--size', type=int, nargs=2, default=(128, 256), metavar=('H', 'W'))
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--repeats', type=int, default=2)
+    parser.add_argument('--rounds', '--repeats', type=int, default=2,
+                        help='alternate the activations this often (as the other task benchmarks)')
     parser.add_argument('--threads', type=int, default=int(os.environ.get('OMP_NUM_THREADS', 1)))
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--json', help='also write the raw runs here')
