@@ -1,10 +1,12 @@
 """``sau(x, inplace=True)``: writes into x, saves only the output, and recovers x from it in backward."""
 import math
+import os
 
 import pytest
 import torch
 from mmcv.cnn import ConvModule
 
+import sau_core
 import sau_core.mm  # noqa: F401  (registers SAU for ConvModule)
 from op_cases import CASES, N, TOLERANCES, assert_matches_reference, make_input
 from sau_core import SAU, sau
@@ -179,3 +181,13 @@ def test_torch_compile_uses_the_out_of_place_op(monkeypatch):
     torch.testing.assert_close(out, expected)
     out.sum().backward()
     torch.testing.assert_close(model[1].alpha.grad, expected_grad)
+
+
+def test_cpu_and_triton_kernels_invert_with_the_same_band_and_steps():
+    """The inverse's constants live in the C++ header and in the Triton module; they must agree."""
+    import re
+    header = open(os.path.join(os.path.dirname(sau_core.__file__), 'csrc', 'sau_cpu_kernel_impl.h')).read()
+    band = float(re.search(r'kInvertBand = ([\d.]+)f;', header).group(1))
+    steps = int(re.search(r'kHalleySteps = (\d+);', header).group(1))
+    triton_kernels = pytest.importorskip('sau_core.kernels.triton')
+    assert (band, steps) == (triton_kernels.INVERT_BAND.value, triton_kernels.HALLEY_STEPS.value) == (8.0, 4)

@@ -12,6 +12,10 @@ import triton.language as tl
 # Elements per program; a power of two. Large enough to saturate memory bandwidth with few programs.
 TILE_ELEMENTS = 4096
 NUM_WARPS = 8
+# Recovering x from SAU(x): the band |n*x| < INVERT_BAND where SAU is not yet x or alpha*x, and the Halley steps
+# taken there; the same values as kInvertBand and kHalleySteps of the CPU kernels (tests/test_op_inplace.py).
+INVERT_BAND: tl.constexpr = tl.constexpr(8.0)
+HALLEY_STEPS: tl.constexpr = tl.constexpr(4)
 
 
 @triton.jit
@@ -48,12 +52,12 @@ def _terms(x, a, n):
 @triton.jit
 def _invert(y, a, n):
     # x from y = SAU(x) for alpha > 0 (see invert() in sau_core/csrc/sau_cpu_kernel_impl.h): the Leaky-ReLU
-    # inverse is exact outside |n*x| < 8; inside, 4 Halley steps from it converge (cubically).
+    # inverse is exact outside the band; inside, Halley steps from it converge (cubically).
     x0 = tl.where(y > 0, y, y * (1.0 / a))
-    in_band = tl.abs(x0 * n) < 8.0
+    in_band = tl.abs(x0 * n) < INVERT_BAND
     x = x0
     if tl.max(in_band.to(tl.int32)) > 0:
-        for _ in tl.static_range(4):
+        for _ in tl.static_range(HALLEY_STEPS):
             gauss, erf, slope = _terms(x, a, n)
             f = x * slope + (1.0 - a) * gauss - y
             x = x - 2.0 * f * slope / (2.0 * slope * slope - f * (1.0 - a) * n * n * gauss)
