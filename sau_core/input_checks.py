@@ -43,3 +43,13 @@ def image_file_problem(path):
     if end not in tail:
         return f'is a truncated {kind} file (no end marker; {size} bytes)'
     return None
+
+
+def read_checkpoint(path):
+    """The loaded checkpoint (a zoo or framework checkpoint: trusted, ``weights_only=False``), or
+    ``InputError`` naming ``path`` when torch cannot load it (truncated after a crash, not a checkpoint)."""
+    import torch
+    try:
+        return torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as e:  # torch.load's many ways to fail on a truncated or foreign file
+        raise InputError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e

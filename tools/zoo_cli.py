@@ -367,14 +367,11 @@ def fetch_checkpoint(path_or_url):
 
 
 def read_checkpoint(path, what='checkpoint'):
-    """The loaded checkpoint, or CLIError naming ``path`` (a missing, truncated or foreign file)."""
-    from mmengine.runner.checkpoint import _load_checkpoint
+    """The loaded checkpoint, or one error line naming ``path`` (a missing, truncated or foreign file)."""
+    from sau_core.input_checks import read_checkpoint as load
     if not osp.isfile(path):
         raise CLIError(f'{what} not found: {path}')
-    try:
-        return _load_checkpoint(path, map_location='cpu')
-    except Exception as e:  # torch.load's many ways to fail on a truncated or foreign file
-        raise CLIError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+    return load(path)
 
 
 def check_checkpoint_matches(model, checkpoint_path):

@@ -53,13 +53,8 @@ def to_argv(options):
 def check_checkpoint(path):
     """``path`` if torch can load it, else ``InputError`` naming it (a truncated ``checkpoint_last.pt`` after
     a crash, a file that is not a checkpoint); fairseq itself fails on such a file with a deep traceback."""
-    import torch
-
-    from sau_core.input_checks import InputError
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=False)  # fairseq's own checkpoints: trusted
-    except Exception as e:  # torch.load's many ways to fail on a truncated or foreign file
-        raise InputError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+    from sau_core.input_checks import InputError, read_checkpoint
+    state = read_checkpoint(path)
     if not isinstance(state, dict) or 'model' not in state:
         raise InputError(f'cannot read checkpoint {path}: not a fairseq checkpoint (no model entry)')
     return path
