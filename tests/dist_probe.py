@@ -74,10 +74,8 @@ class DistProbeHook(Hook):
 
 def run_fairseq_probed(out_file, argv):
     """``tools/train.py argv`` with fairseq's ``Trainer.train_step`` recording every update; returns its status."""
-    tools = os.path.dirname(os.path.abspath(argv[0]))
-    sys.path.insert(0, tools)
-    import train
-    import zoo_cli
+    from tools import train  # noqa: I100  (first: it quiets mmengine's import-time warnings)
+    from tools.zoo.errors import run_main
     from fairseq.trainer import Trainer
 
     records, train_step = [], Trainer.train_step
@@ -91,7 +89,7 @@ def run_fairseq_probed(out_file, argv):
         return result
 
     Trainer.train_step = probed_train_step
-    status = zoo_cli.run_main(train.main, argv[1:])
+    status = run_main(train.main, argv[1:])
     if int(os.environ.get('RANK', 0)) == 0:
         with open(out_file, 'w') as f:
             json.dump(dict(world_size=int(os.environ.get('WORLD_SIZE', 1)), updates=records), f, indent=1)

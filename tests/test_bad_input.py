@@ -1,6 +1,6 @@
 """Bad input, everywhere a user can give it: configs, flags, data on disk, checkpoints (issue 7).
 
-Each case goes through ``tools/train.py``/``tools/eval.py`` (their ``zoo_cli.run_main``, in this process so
+Each case goes through ``tools/train.py``/``tools/eval.py`` (their ``run_main``, in this process so
 that the file stays fast; two cases as real processes at the end) or runs ``tools/data/prepare_wmt14_en_de.py``
 or ``tools/demo.py`` in a subprocess, and must end in exit status 1 (argparse's 2 for the demo) with one
 ``error: ...`` line naming the problem, and no traceback. Most fail in the checks before the model is built;
@@ -17,21 +17,16 @@ import pytest
 import torch
 from PIL import Image
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-for path in (REPO, osp.join(REPO, 'tools'), osp.join(REPO, 'tools', 'data')):
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-import zoo_cli  # noqa: E402,I100  (first: it quiets mmengine's import-time warnings)
+from tools.zoo import config  # noqa: I100  (first: it quiets mmengine's import-time warnings)
+from tools.zoo.errors import run_main
 
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
-import check_voc  # noqa: E402
-import make_tiny_cityscapes  # noqa: E402
-import make_tiny_voc  # noqa: E402
+from tools import eval as eval_tool  # noqa: E402
+from tools import train as train_tool  # noqa: E402
+from tools.data import check_voc, make_tiny_cityscapes, make_tiny_voc  # noqa: E402
 
-train_tool = __import__('train')
-eval_tool = __import__('eval')
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 SEG = osp.join(REPO, 'segmentation', 'configs', 'unet-w8_sau_tiny-cityscapes.py')
 DET = osp.join(REPO, 'detection', 'configs', 'ssd300-w0.125_sau_tinyvoc.py')
@@ -80,7 +75,7 @@ def one_error_line(rc, err):
 def cli(tool, argv, capsys):
     """``tools/<tool>.py argv`` in this process, as its ``__main__`` runs it; returns the error line."""
     capsys.readouterr()
-    rc = zoo_cli.run_main(tool.main, [str(a) for a in argv])
+    rc = run_main(tool.main, [str(a) for a in argv])
     return one_error_line(rc, capsys.readouterr().err)
 
 
@@ -305,12 +300,13 @@ def test_voc_data_is_checked_before_evaluation(voc, tmp_path, capsys):
 
 
 def test_voc_images_without_objects_are_a_logged_skip_in_training(voc, tmp_path, capsys):
+    from tools.zoo import data_checks
     _strip_objects(_xml(voc, '000001'))
     _strip_objects(_xml(voc, '000004'))
-    cfg = zoo_cli.load_config(DET)
+    cfg = config.load_config(DET)
     cfg.merge_from_dict(dict(o.split('=') for o in roots(f'{voc.parent}/')))
     capsys.readouterr()
-    zoo_cli.check_datasets(cfg, ['train_dataloader', 'test_dataloader'])  # no error: a note each
+    data_checks.check_datasets(cfg, ['train_dataloader', 'test_dataloader'])  # no error: a note each
     out = capsys.readouterr().out
     assert ('note: ' + str(voc.parent) + '/VOC2007/ImageSets/Main/trainval.txt: 1 of 4 images have no object '
             '(MMDetection skips them in training (filter_empty_gt)), e.g. Annotations/000001.xml') in out

@@ -19,28 +19,24 @@ SAU_FULL = osp.join(CONFIGS, 'ssd300_sau.py')
 RELU_FULL = osp.join(CONFIGS, 'ssd300_relu.py')
 SAU_TINY = osp.join(CONFIGS, 'ssd300-w0.125_sau_tinyvoc.py')
 RELU_TINY = osp.join(CONFIGS, 'ssd300-w0.125_relu_tinyvoc.py')
-for path in (REPO, osp.join(REPO, 'tools'), osp.join(REPO, 'tools', 'data')):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
-import zoo_cli  # noqa: E402  (first: it quiets the pkg_resources warning of mmengine's import)
+from tools.zoo.config import apply_act, replace_act_cfgs  # noqa: E402  (first: it quiets mmengine's warnings)
+from tools.zoo.errors import run_main  # noqa: E402
 
 pytest.importorskip('mmdet')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import check_voc  # noqa: E402
 import detection.models  # noqa: E402,F401
-import make_tiny_voc  # noqa: E402
 import sau_core  # noqa: E402
 import sau_core.mm  # noqa: E402,F401
 from detection.models import SSDHeadWithLossCls, SSDVGGBN  # noqa: E402
 from mmdet.models.backbones import SSDVGG  # noqa: E402
 from mmdet.models.dense_heads import SSDHead  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
-
-train_tool = __import__('train')
-eval_tool = __import__('eval')
+from tools import eval as eval_tool  # noqa: E402
+from tools import train as train_tool  # noqa: E402
+from tools.data import check_voc, make_tiny_voc  # noqa: E402
 
 NUM_ACTS = 15 + 8  # VGG16 (13 convs + fc6 + fc7) and SSDNeck's 4 extra levels x 2 convs
 TRAIN_ITERS = 10
@@ -70,7 +66,7 @@ def data_options(root):
 def build_model(config, act=None, **backbone):
     cfg = Config.fromfile(config)
     if act:
-        zoo_cli.apply_act(cfg, act)
+        apply_act(cfg, act)
     cfg.model.backbone.update(backbone)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -128,7 +124,7 @@ def test_act_option_replaces_every_activation(name):
 
 def test_replace_act_cfgs_keeps_none_and_walks_lists():
     tree = dict(a=dict(act_cfg=dict(type='ReLU')), b=[dict(act_cfg=None), dict(c=dict(act_cfg=dict(type='ELU')))])
-    assert zoo_cli.replace_act_cfgs(tree, dict(type='SAU')) == 2
+    assert replace_act_cfgs(tree, dict(type='SAU')) == 2
     assert tree['a']['act_cfg'] == dict(type='SAU') and tree['b'][0]['act_cfg'] is None
     assert tree['b'][1]['c']['act_cfg'] == dict(type='SAU')
 
@@ -270,7 +266,7 @@ def test_eval_writes_metrics_next_to_checkpoint(trained, tiny_voc, tmp_path, cap
 # ---- bad input: one clear line, exit status 1 ------------------------------------------------
 
 def run_cli(tool, argv, capsys):
-    rc = zoo_cli.run_main(tool.main, argv)
+    rc = run_main(tool.main, argv)
     err = capsys.readouterr().err.strip().splitlines()
     return rc, err
 

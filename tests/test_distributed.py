@@ -30,9 +30,6 @@ TRAIN = osp.join(REPO, 'tools', 'train.py')
 SEG_TINY = osp.join(REPO, 'segmentation', 'configs', 'unet-w8_sau_tiny-cityscapes.py')
 SSD_TINY = osp.join(REPO, 'detection', 'configs', 'ssd300-w0.125_sau_tinyvoc.py')
 NMT_TINY = osp.join(REPO, 'translation', 'configs', 'transformer_tiny_sau.py')
-for path in (REPO, osp.join(REPO, 'tools'), osp.join(REPO, 'tools', 'data')):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 pytest.importorskip('mmseg')
 from mmcv.cnn import ConvModule  # noqa: E402
@@ -101,7 +98,7 @@ custom_hooks = [dict(type='DistProbeHook', out_file={probe!r})]
 @pytest.fixture(scope='module')
 def seg_runs(tmp_path_factory):
     """(1 process, batch 8) and (2 processes, batch 4 each): the probes' records and the final weights."""
-    import make_tiny_cityscapes
+    from tools.data import make_tiny_cityscapes
     tmp = tmp_path_factory.mktemp('dist_seg')
     root = str(tmp / 'tiny_cityscapes')
     make_tiny_cityscapes.make_tiny_cityscapes(root, seed=0, per_city=(4, 1))  # 12 train images
@@ -173,7 +170,7 @@ def test_detection_trains_on_two_processes_with_identical_replicas(tmp_path):
     """SSD300 (IterBasedTrainLoop, InfiniteSampler, VGG16-BN, random augmentations): no curve to compare
     with one process (each rank draws its own crops and BN normalises per rank), but the replicas must stay
     equal and the distributed validation must gather every rank's images."""
-    import make_tiny_voc
+    from tools.data import make_tiny_voc
     make_tiny_voc.make_tiny_voc(str(tmp_path / 'voc'), trainval=8, test=4, seed=0)
     config, probe = tmp_path / 'ssd.py', tmp_path / 'probe.json'
     config.write_text(SSD_CONFIG.format(base=SSD_TINY, probe=str(probe)))
@@ -193,16 +190,16 @@ def test_detection_trains_on_two_processes_with_identical_replicas(tmp_path):
 
 
 def test_launcher_errors_are_one_line(tmp_path, monkeypatch, capsys):
-    import train
-    import zoo_cli
-    import make_tiny_cityscapes
+    from tools import train
+    from tools.data import make_tiny_cityscapes
+    from tools.zoo.errors import run_main
     root = str(tmp_path / 'city')
     make_tiny_cityscapes.make_tiny_cityscapes(root, seed=0, per_city=(1, 1))
     roots = [f'{k}.dataset.data_root={root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     argv = [SEG_TINY, '--work-dir', str(tmp_path / 'w'), '--cfg-options', *roots]
     for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
         monkeypatch.delenv(key, raising=False)
-    assert zoo_cli.run_main(train.main, [*argv, '--launcher', 'pytorch']) == 1
+    assert run_main(train.main, [*argv, '--launcher', 'pytorch']) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ['error: --launcher pytorch: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT not set; start the '
                    'processes with torchrun (python -m torch.distributed.run --nproc_per_node=N tools/train.py ...)']
@@ -211,14 +208,14 @@ def test_launcher_errors_are_one_line(tmp_path, monkeypatch, capsys):
     for key, value in dict(RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT='1').items():
         monkeypatch.setenv(key, value)
     # torch's SyncBatchNorm raises "SyncBatchNorm expected input tensor to be on GPU" in the first forward
-    assert zoo_cli.run_main(train.main, [*argv, 'sync_bn=torch', '--launcher', 'pytorch']) == 1
+    assert run_main(train.main, [*argv, 'sync_bn=torch', '--launcher', 'pytorch']) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: sync_bn=torch needs CUDA GPUs'), err
-    assert zoo_cli.run_main(train.main, [*argv, '--launcher', 'slurm']) == 1
+    assert run_main(train.main, [*argv, '--launcher', 'slurm']) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: --launcher slurm needs CUDA GPUs'), err
     # the same check for fairseq configs (it would start NCCL under srun, or train alone outside it)
-    assert zoo_cli.run_main(train.main, [NMT_TINY, '--work-dir', str(tmp_path / 't'), '--launcher', 'slurm']) == 1
+    assert run_main(train.main, [NMT_TINY, '--work-dir', str(tmp_path / 't'), '--launcher', 'slurm']) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: --launcher slurm needs CUDA GPUs'), err
     assert not torch.distributed.is_initialized()  # nothing was started
@@ -232,8 +229,7 @@ def fairseq_losses(work_dir):
 
 def test_translation_on_two_processes_matches_one_process_with_update_freq_2(tmp_path_factory):
     pytest.importorskip('fairseq')
-    import make_tiny_en_de
-    import prepare_wmt14_en_de
+    from tools.data import make_tiny_en_de, prepare_wmt14_en_de
     out = tmp_path_factory.mktemp('dist_en_de')
     make_tiny_en_de.make_corpus(out / 'raw', n_train=300, n_valid=20, n_test=10, seed=3)
     prepare_wmt14_en_de.prepare(out, out / 'raw', bpe_tokens=200, workers=1, download=False)
@@ -320,11 +316,11 @@ def test_sau_under_cpu_autocast_has_finite_gradients_close_to_float32(dtype):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message given without a GPU')
 @pytest.mark.parametrize('config', [SEG_TINY, NMT_TINY])
 def test_amp_without_a_gpu_is_one_error_line(config, tmp_path, capsys):
-    import train
-    import zoo_cli
+    from tools import train
+    from tools.zoo.errors import run_main
     # MMEngine's AmpOptimWrapper asserts a GPU; fairseq's --amp autocasts CUDA only (on CPU it would run
     # in float32 with a loss scaler, silently)
-    assert zoo_cli.run_main(train.main, [config, '--amp', '--work-dir', str(tmp_path)]) == 1
+    assert run_main(train.main, [config, '--amp', '--work-dir', str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: --amp needs a CUDA GPU'), err
 

@@ -7,7 +7,7 @@ gives the metrics written in the metafile (to the 4 decimals written there) and 
 The expected values are read from the metafiles, never written here.
 
 The tiny data is made the way ``make demo`` makes it: the task's ``prepare`` commands from
-``tools/zoo_tasks.py`` (fixed seeds, idempotent) into ``data/``, the paths the tiny configs read.
+``tools/zoo/tasks.py`` (fixed seeds, idempotent) into ``data/``, the paths the tiny configs read.
 """
 import hashlib
 import json
@@ -20,12 +20,9 @@ import sys
 import pytest
 import yaml
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOLS = osp.join(REPO, 'tools')
-if TOOLS not in sys.path:
-    sys.path.insert(0, TOOLS)
+from tools.zoo.tasks import TASKS, run_tool
 
-from zoo_tasks import TASKS, run_tool  # noqa: E402
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 TASK_DIRS = ('detection', 'segmentation', 'translation')
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
@@ -139,21 +136,22 @@ def test_model_zoo_md_shows_the_metafile(task, model, evaluated):
 def test_a_checkpoint_url_is_downloaded_once_and_hash_checked(tmp_path, monkeypatch):
     import shutil
 
-    import zoo_cli
+    from tools.zoo.errors import InputError
+    from tools.zoo.io import fetch_checkpoint
     monkeypatch.setenv('SAU_ZOO_CACHE', str(tmp_path / 'cache'))
     released = osp.join(REPO, 'checkpoints', sorted(os.listdir(osp.join(REPO, 'checkpoints')))[0])
     url = 'file://' + released
-    fetched = zoo_cli.fetch_checkpoint(url)
+    fetched = fetch_checkpoint(url)
     assert fetched.startswith(str(tmp_path / 'cache')) and osp.basename(fetched) == osp.basename(released)
     with open(fetched, 'rb') as a, open(released, 'rb') as b:
         assert a.read() == b.read()
-    assert zoo_cli.fetch_checkpoint(url) == fetched  # cached: not downloaded again
-    assert zoo_cli.fetch_checkpoint(released) == released  # a local path stays as it is
+    assert fetch_checkpoint(url) == fetched  # cached: not downloaded again
+    assert fetch_checkpoint(released) == released  # a local path stays as it is
 
     wrong = tmp_path / re.sub(r'-[0-9a-f]{8}\.pth$', '-00000000.pth', osp.basename(released))
     shutil.copy(released, wrong)
-    with pytest.raises(zoo_cli.CLIError, match='hash'):
-        zoo_cli.fetch_checkpoint('file://' + str(wrong))
+    with pytest.raises(InputError, match='hash'):
+        fetch_checkpoint('file://' + str(wrong))
     assert not osp.exists(tmp_path / 'cache' / 'checkpoints' / wrong.name)
-    with pytest.raises(zoo_cli.CLIError, match='cannot download'):
-        zoo_cli.fetch_checkpoint('file://' + str(tmp_path / 'missing-12345678.pth'))
+    with pytest.raises(InputError, match='cannot download'):
+        fetch_checkpoint('file://' + str(tmp_path / 'missing-12345678.pth'))

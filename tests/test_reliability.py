@@ -1,4 +1,4 @@
-"""Reliability of training runs: NaN stop, atomic checkpoints, crash and resume (sau_core.mm_hooks, fairseq).
+"""Reliability of training runs: NaN stop, atomic checkpoints, crash and resume (tools.zoo.hooks, fairseq).
 
 Every run goes through ``tools/train.py`` in a subprocess with one torch thread: mostly the tiny
 segmentation config (3 epochs of 5 iterations, a checkpoint per epoch), plus one SSD run (iteration-based
@@ -24,19 +24,16 @@ SSD_TINY = osp.join(REPO, 'detection', 'configs', 'ssd300-w0.125_sau_tinyvoc.py'
 NMT_TINY = osp.join(REPO, 'translation', 'configs', 'transformer_tiny_sau.py')
 TRAIN = osp.join(REPO, 'tools', 'train.py')
 EVAL = osp.join(REPO, 'tools', 'eval.py')
-for path in (REPO, osp.join(REPO, 'tools', 'data')):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 pytest.importorskip('mmseg')
-import make_tiny_cityscapes  # noqa: E402
-import make_tiny_voc  # noqa: E402
-from sau_core import mm_hooks  # noqa: E402
+from tools.data import make_tiny_cityscapes, make_tiny_voc  # noqa: E402
+from tools.zoo import hooks  # noqa: E402
+from tools.zoo.io import atomic_write  # noqa: E402
 
 EPOCHS = 3
-HOOKS = ['default_hooks.checkpoint.type=sau_core.mm_hooks.AtomicCheckpointHook',
-         'default_hooks.finite_loss.type=sau_core.mm_hooks.FiniteLossHook',
-         'default_hooks.random_state.type=sau_core.mm_hooks.RandomStateHook']
+HOOKS = ['default_hooks.checkpoint.type=tools.zoo.hooks.AtomicCheckpointHook',
+         'default_hooks.finite_loss.type=tools.zoo.hooks.FiniteLossHook',
+         'default_hooks.random_state.type=tools.zoo.hooks.RandomStateHook']
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD': '1'}
 
 # tools/train.py with os.fsync replaced: the process SIGKILLs itself when it fsyncs the temporary file of
@@ -52,9 +49,9 @@ def fsync(fd):
     real_fsync(fd)
 os.fsync = fsync
 sys.argv = sys.argv[1:]
-sys.path.insert(0, os.path.dirname(sys.argv[0]))
-import train, zoo_cli
-sys.exit(zoo_cli.run_main(train.main, sys.argv[1:]))
+from tools import train
+from tools.zoo.errors import run_main
+sys.exit(run_main(train.main, sys.argv[1:]))
 '''
 
 
@@ -111,7 +108,7 @@ def sigkill_when(child, condition, timeout=180):
 
 
 def test_finite_loss_hook_names_the_iteration_and_the_term():
-    hook = mm_hooks.FiniteLossHook()
+    hook = hooks.FiniteLossHook()
     finite = {'loss': torch.tensor(1.0), 'decode.loss_ce': torch.tensor(0.7), 'decode.acc_seg': torch.tensor(50.)}
     hook.after_train_iter(fake_runner(), 0, outputs=finite)  # no error
     nan = dict(finite, **{'decode.loss_ce': torch.tensor(float('nan')), 'loss': torch.tensor(float('nan'))})
@@ -137,30 +134,30 @@ def test_nan_loss_stops_the_run_before_any_checkpoint(tiny_root, tmp_path):
 def test_add_reliability_hooks_is_idempotent_and_keeps_arguments():
     from mmengine.config import Config
     cfg = Config(dict(default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, max_keep_ckpts=1))))
-    mm_hooks.add_reliability_hooks(cfg)
-    mm_hooks.add_reliability_hooks(cfg)
+    hooks.add_reliability_hooks(cfg)
+    hooks.add_reliability_hooks(cfg)
     assert cfg.default_hooks.checkpoint == dict(type='AtomicCheckpointHook', interval=3, max_keep_ckpts=1)
     assert [h['type'] for h in cfg.custom_hooks] == ['FiniteLossHook', 'RandomStateHook']
-    cfg = Config(dict(default_hooks=dict(checkpoint=None, finite_loss=dict(type='sau_core.mm_hooks.FiniteLossHook'))))
-    mm_hooks.add_reliability_hooks(cfg)
+    cfg = Config(dict(default_hooks=dict(checkpoint=None, finite_loss=dict(type='tools.zoo.hooks.FiniteLossHook'))))
+    hooks.add_reliability_hooks(cfg)
     assert cfg.default_hooks.checkpoint is None  # checkpoints switched off stay off
     assert [h['type'] for h in cfg.custom_hooks] == ['RandomStateHook']
-    cfg = mm_hooks.add_reliability_hooks(Config(dict()))  # MMEngine's implicit CheckpointHook(interval=1)
+    cfg = hooks.add_reliability_hooks(Config(dict()))  # MMEngine's implicit CheckpointHook(interval=1)
     assert cfg.default_hooks.checkpoint == dict(type='AtomicCheckpointHook', interval=1)
 
 
 # --- atomic checkpoints ---------------------------------------------------------------------------
 def test_atomic_write_replaces_whole_files_and_cleans_up_on_error(tmp_path, monkeypatch):
     path = tmp_path / 'sub' / 'x.pth'
-    mm_hooks.atomic_write(path, b'old')
-    mm_hooks.atomic_write(path, b'new content')
+    atomic_write(path, b'old')
+    atomic_write(path, b'new content')
     assert path.read_bytes() == b'new content'
 
     def fail(fd):
         raise OSError('disk full')
     monkeypatch.setattr(os, 'fsync', fail)
     with pytest.raises(OSError, match='disk full'):
-        mm_hooks.atomic_write(path, b'never')
+        atomic_write(path, b'never')
     assert path.read_bytes() == b'new content' and os.listdir(path.parent) == ['x.pth']
 
 
@@ -248,8 +245,7 @@ NOT_TRAINED = re.compile(r'(\._float_tensor|^encoder\.layers\.\d+\.(in_proj|out_
 
 def test_translation_sigkill_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path_factory):
     pytest.importorskip('fairseq')
-    import make_tiny_en_de
-    import prepare_wmt14_en_de
+    from tools.data import make_tiny_en_de, prepare_wmt14_en_de
     out = tmp_path_factory.mktemp('tiny_en_de')
     make_tiny_en_de.make_corpus(out / 'raw', n_train=600, n_valid=50, n_test=20, seed=3)
     prepare_wmt14_en_de.prepare(out, out / 'raw', bpe_tokens=300, workers=1, download=False)

@@ -23,23 +23,19 @@ CONFIGS = osp.join(REPO, 'segmentation', 'configs')
 SAU_FULL = osp.join(CONFIGS, 'unet_sau_cityscapes.py')
 RELU_FULL = osp.join(CONFIGS, 'unet_relu_cityscapes.py')
 SAU_TINY = osp.join(CONFIGS, 'unet-w8_sau_tiny-cityscapes.py')
-for path in (REPO, osp.join(REPO, 'tools', 'data')):  # the configs' custom_imports, the data scripts
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 pytest.importorskip('mmseg')
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 
-import make_tiny_cityscapes  # noqa: E402
-import prepare_cityscapes  # noqa: E402
 import segmentation.sau_seg  # noqa: E402,F401  (registers the dataset, transform and metric)
 import sau_core  # noqa: E402
 import sau_core.mm  # noqa: E402,F401
 from mmseg.datasets import CityscapesDataset  # noqa: E402
 from mmseg.registry import DATASETS, MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
+from tools.data import make_tiny_cityscapes, prepare_cityscapes  # noqa: E402
 
 CLASSES = CityscapesDataset.METAINFO['classes']
 ACT_TYPES = {'ReLU', 'SiLU', 'LeakyReLU', 'ELU', 'Softplus', 'GELU', 'PReLU', 'ReLU6', 'SAU'}
@@ -466,12 +462,8 @@ def test_train_tool_reports_a_missing_dataset_in_one_line(tmp_path):
 
 
 def test_eval_tool_writes_the_metrics_with_per_class_iou(trained, tiny_root, tmp_path, monkeypatch):
-    import importlib.util
     monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # see test_save_reload_evaluate_...
-    monkeypatch.syspath_prepend(osp.join(REPO, 'tools'))
-    spec = importlib.util.spec_from_file_location('seg_eval_tool', osp.join(REPO, 'tools', 'eval.py'))
-    eval_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(eval_tool)
+    from tools import eval as eval_tool
     out = str(tmp_path / 'metrics.json')
     roots = [f'{k}.dataset.data_root={tiny_root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     assert eval_tool.main([SAU_TINY, osp.join(trained['work_dir'], 'epoch_30.pth'), '--out', out,

@@ -13,15 +13,12 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / 'tools' / 'data'):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 fairseq = pytest.importorskip('fairseq', reason='fairseq is installed by tools/env/setup.sh (tools/env/build_wheel.py fairseq)')
 
-import make_tiny_en_de  # noqa: E402
-import prepare_wmt14_en_de  # noqa: E402
 from sau_core import SAU  # noqa: E402
+from tools.data import make_tiny_en_de, prepare_wmt14_en_de  # noqa: E402
+from tools.zoo import config  # noqa: E402
 from translation import runner  # noqa: E402
 
 CONFIGS = ROOT / 'translation' / 'configs'
@@ -42,23 +39,25 @@ def data(tmp_path_factory):
     return out
 
 
-def run_args(data, work_dir=None, checkpoint=None, act=None, **cfg_options):
+def tiny_cfg(data, act=None, **cfg_options):
+    """The tiny config as tools/train.py and tools/eval.py hand it to the runner: loaded once, ``--cfg-options``
+    (``a__b=v`` for ``a.b=v``) and ``--act`` applied."""
     options = {'fairseq.data': str(data / 'bin'), 'fairseq.ref': str(data / 'ref' / 'test.de')}
     options.update({k.replace('__', '.'): v for k, v in cfg_options.items()})
-    return argparse.Namespace(config=str(TINY), work_dir=str(work_dir) if work_dir else None,
-                              cfg_options=options, resume=False, amp=False, launcher='none', seed=1,
-                              act=act, checkpoint=str(checkpoint) if checkpoint else None, out=None)
+    cfg = config.load_config(str(TINY))
+    config.apply_options(cfg, options, act)
+    return cfg
 
 
 @pytest.fixture(scope='module')
 def trained(data, tmp_path_factory):
     """A SAU model trained for 200 updates (4 epochs of the small corpus) and its log."""
     work_dir = tmp_path_factory.mktemp('work_dir')
-    args = run_args(data, work_dir, fairseq__train__max_update=200, fairseq__train__log_interval=20,
-                    fairseq__train__warmup_updates=30)
+    cfg = tiny_cfg(data, fairseq__train__max_update=200, fairseq__train__log_interval=20,
+                   fairseq__train__warmup_updates=30)
     from fairseq import checkpoint_utils
     checkpoint_utils.save_checkpoint.best = -1.0  # as if left by an earlier run in this process
-    assert runner.train(args) == 0
+    assert runner.train(cfg, work_dir, seed=1) == 0
     return work_dir, work_dir / 'fairseq_train.log'
 
 
@@ -166,7 +165,7 @@ def test_evaluate_reports_sacrebleu_and_tokenized_bleu(data, trained):
     from sacremoses import MosesDetokenizer
 
     work_dir, _ = trained
-    metrics = runner.evaluate(run_args(data, checkpoint=work_dir / 'checkpoint_last.pt'))
+    metrics = runner.evaluate(tiny_cfg(data), work_dir / 'checkpoint_last.pt')
     assert metrics['sentences'] == 100 and metrics['sacrebleu_reference'] == 'raw reference file'
     assert metrics['sacrebleu_signature'].startswith('nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp')
     assert 5 < metrics['sacrebleu'] < 100, metrics
@@ -231,7 +230,7 @@ def test_config_options_are_fairseq_options(data, name):
 
 
 def test_act_flag_overrides_the_config(data):
-    cfg = runner.load_config(run_args(data, act='leaky_relu'))
+    cfg = tiny_cfg(data, act='leaky_relu')
     assert cfg.fairseq.train.activation_fn == 'leaky_relu'
 
 
@@ -276,17 +275,17 @@ def test_tiny_corpus_is_deterministic_and_test_is_unseen(tmp_path):
 # --- bad input ---------------------------------------------------------------------------------
 def test_unknown_activation_lists_the_choices(data, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        runner.train(run_args(data, tmp_path, act='bogus'))
+        runner.train(tiny_cfg(data, act='bogus'), tmp_path, seed=1)
     err = capsys.readouterr().err
     assert "argument --activation-fn: invalid choice: 'bogus'" in err and "'sau'" in err and "'relu'" in err
 
 
 def test_missing_data_dir(tmp_path):
-    args = run_args(tmp_path / 'nowhere', tmp_path / 'wd')
+    cfg = tiny_cfg(tmp_path / 'nowhere')
     with pytest.raises(FileNotFoundError, match='prepare_wmt14_en_de'):
-        runner.train(args)
+        runner.train(cfg, tmp_path / 'wd', seed=1)
     with pytest.raises(FileNotFoundError, match='nowhere'):
-        runner.evaluate(run_args(tmp_path / 'nowhere', checkpoint=tmp_path / 'x.pt'))
+        runner.evaluate(cfg, tmp_path / 'x.pt')
 
 
 def test_missing_raw_files_without_download(tmp_path):
@@ -297,7 +296,7 @@ def test_missing_raw_files_without_download(tmp_path):
 def test_existing_run_needs_resume(data, trained):
     work_dir, _ = trained
     with pytest.raises(FileExistsError, match='--resume'):
-        runner.train(run_args(data, work_dir))
+        runner.train(tiny_cfg(data), work_dir, seed=1)
 
 
 def test_sau_checkpoint_without_plugin_says_add_user_dir(data, trained, tmp_path):
@@ -312,8 +311,7 @@ def test_sau_checkpoint_without_plugin_says_add_user_dir(data, trained, tmp_path
 
 # --- the fairseq build -------------------------------------------------------------------------
 def test_fairseq_patch_applies_exactly_once(tmp_path):
-    sys.path.insert(0, str(ROOT / 'tools' / 'env'))
-    import build_wheel as build  # what tools/env/setup.sh runs
+    from tools.env import build_wheel as build  # what tools/env/setup.sh runs
 
     patch = build.RECIPES['fairseq'].patch('fairseq')
     edits = build.parse_patch(patch.read_text())
@@ -337,10 +335,9 @@ def test_fairseq_patch_applies_exactly_once(tmp_path):
 
 def test_resume_continues_from_the_last_checkpoint(data, trained):  # last: it moves checkpoint_last.pt on
     work_dir, log = trained
-    args = run_args(data, work_dir, fairseq__train__max_update=210, fairseq__train__log_interval=20,
-                    fairseq__train__warmup_updates=30)
-    args.resume = 'auto'
-    assert runner.train(args) == 0
+    cfg = tiny_cfg(data, fairseq__train__max_update=210, fairseq__train__log_interval=20,
+                   fairseq__train__warmup_updates=30)
+    assert runner.train(cfg, work_dir, seed=1, resume='auto') == 0
     text = log.read_text()
     assert re.search(r'Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 200 updates\)', text)
     state = torch.load(work_dir / 'checkpoint_last.pt', map_location='cpu', weights_only=False)

@@ -15,16 +15,11 @@ import sys
 import pytest
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOLS = osp.join(REPO, 'tools')
-SEG_CONFIG = 'segmentation/configs/unet-w8_sau_tiny-cityscapes.py'
-for path in (TOOLS, osp.join(TOOLS, 'data')):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from tools import publish_checkpoint, sweep
+from tools.zoo.tasks import TASKS
 
-import publish_checkpoint  # noqa: E402
-import sweep  # noqa: E402
-from zoo_tasks import TASKS  # noqa: E402
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SEG_CONFIG = 'segmentation/configs/unet-w8_sau_tiny-cityscapes.py'
 
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 
@@ -45,7 +40,7 @@ def one_line_error(proc, *needles):
 
 @pytest.fixture(scope='module')
 def tiny_root(tmp_path_factory):
-    import make_tiny_cityscapes
+    from tools.data import make_tiny_cityscapes
     root = str(tmp_path_factory.mktemp('zoo') / 'tiny_cityscapes')
     make_tiny_cityscapes.make_tiny_cityscapes(root, seed=0)
     return root
@@ -318,7 +313,7 @@ def test_plot_activations_writes_a_png(tmp_path):
 
 
 def test_plot_alphas_of_a_checkpoint(seg_sweep, tmp_path):
-    import plot
+    from tools import plot
     ckpt = osp.join(seg_sweep['work_dir'], 'sau', 'seed0', 'epoch_1.pth')
     result = plot.plot_alphas(ckpt, str(tmp_path / 'alphas.png'))
     assert_png(result['out'])
@@ -332,7 +327,7 @@ def test_plot_alphas_of_a_checkpoint(seg_sweep, tmp_path):
 
 
 def test_plot_loss_curves_of_a_sweep(seg_sweep, tmp_path):
-    import plot
+    from tools import plot
     train, _ = plot.read_mmengine_scalars(osp.join(seg_sweep['work_dir'], 'sau', 'seed0'))
     assert sorted(train) == [5]  # 1 epoch of 5 iterations, logged every 5
     result = plot.plot_curves(seg_sweep['work_dir'], str(tmp_path / 'curves.png'))
@@ -355,7 +350,7 @@ ups 2.19 | wpb 1826.6 | bsz 90.8 | num_updates 219 | lr 0.00157027 | gnorm 1.077
 
 
 def test_plot_reads_fairseq_training_logs(tmp_path):
-    import plot
+    from tools import plot
     for act, scale in (('relu', 1.0), ('sau', 0.9)):
         run_dir = tmp_path / 'sweep' / act / 'seed0'
         run_dir.mkdir(parents=True)
@@ -372,8 +367,7 @@ def test_plot_reads_fairseq_training_logs(tmp_path):
 def test_published_fairseq_checkpoint_generates_the_same(tmp_path):
     """Train the tiny Transformer for a few updates, publish it, and compare fairseq-generate's output."""
     pytest.importorskip('fairseq')
-    import make_tiny_en_de
-    import prepare_wmt14_en_de
+    from tools.data import make_tiny_en_de, prepare_wmt14_en_de
     data = tmp_path / 'tiny_en_de'
     make_tiny_en_de.make_corpus(data / 'raw', n_train=300, n_valid=20, n_test=20, seed=3)
     prepare_wmt14_en_de.prepare(data, data / 'raw', bpe_tokens=200, workers=1, download=False)

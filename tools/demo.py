@@ -6,7 +6,7 @@ checkpoint, train the same config afresh and evaluate that, and print one table 
     python tools/demo.py detection            # some of them
 
 Each step runs the same command a researcher would (``tools/data/...``, ``tools/train.py``, ``tools/eval.py``;
-the tasks are listed in ``tools/zoo_tasks.py``). Logs go to ``work_dirs/demo/<task>/``.
+the tasks are listed in ``tools/zoo/tasks.py``). Logs go to ``work_dirs/demo/<task>/``.
 """
 import argparse
 import json
@@ -16,11 +16,13 @@ import shutil
 import sys
 import time
 
-from zoo_tasks import REPO, TASKS, ToolError, is_fairseq_config, last_checkpoint, released_checkpoint, run_tool
+from tools.zoo import REPO_ROOT
+from tools.zoo.errors import InputError, run_main
+from tools.zoo.tasks import TASKS, is_fairseq_config, last_checkpoint, released_checkpoint, run_tool
 
 
 def run_task(name, task):
-    work_dir = osp.join(REPO, 'work_dirs', 'demo', name)
+    work_dir = osp.join(REPO_ROOT, 'work_dirs', 'demo', name)
     shutil.rmtree(work_dir, ignore_errors=True)  # the tour trains afresh every time
     os.makedirs(work_dir)
     start = time.time()
@@ -32,7 +34,7 @@ def run_task(name, task):
     run_tool(['tools/train.py', task.config, '--work-dir', work_dir, '--seed', '0'], osp.join(work_dir, 'train.log'))
     checkpoint = last_checkpoint(work_dir, is_fairseq_config(task.config))
     if checkpoint is None:
-        raise ToolError(f'training left no checkpoint in {work_dir}; see {work_dir}/train.log')
+        raise InputError(f'training left no checkpoint in {work_dir}; see {work_dir}/train.log')
     trained = evaluate(task, checkpoint, osp.join(work_dir, 'eval'))
     print(f'{name:<13} trained here: {trained}  ({time.time() - start:.0f} s)', flush=True)
     return dict(task=name, model=task.model, released=released, trained=trained, seconds=time.time() - start)
@@ -49,24 +51,22 @@ def evaluate(task, checkpoint, work_dir):
     return ', '.join(f'{column} {measured[key]:.3f}' for column, key in task.metrics.items())
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('tasks', nargs='*', help=f'any of {", ".join(TASKS)} (default: all)')
-    names = parser.parse_args().tasks or list(TASKS)
+    names = parser.parse_args(argv).tasks or list(TASKS)
     unknown = [name for name in names if name not in TASKS]
     if unknown:
         parser.error(f'unknown task {unknown[0]!r}; choose from {", ".join(TASKS)}')
-    try:
-        rows = [run_task(name, TASKS[name]) for name in names]
-    except ToolError as e:
-        sys.exit(f'demo: {e}')
+    rows = [run_task(name, TASKS[name]) for name in names]
     print('\n| task | model and data | released checkpoint (tiny test split) | trained here | time |')
     print('|---|---|---|---|---:|')
     for row in rows:
         print(f'| {row["task"]} | {row["model"]} | {row["released"]} | {row["trained"]} | {row["seconds"]:.0f} s |')
     print('\nTiny data and reduced widths: these numbers show the pipelines work end to end, they are not '
           'paper results. Logs and metrics: work_dirs/demo/<task>/.')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

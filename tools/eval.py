@@ -7,7 +7,10 @@ import json
 import os.path as osp
 import sys
 
-import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
+from tools.zoo import config  # noqa: I100  (first: it quiets mmengine's import-time warnings)
+from tools.zoo import data_checks
+from tools.zoo.errors import InputError, run_main
+from tools.zoo.io import atomic_write, check_checkpoint_matches, fetch_checkpoint
 
 
 def parse_args(argv=None):
@@ -18,8 +21,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='metrics JSON file (default: <checkpoint>.metrics.json)')
     parser.add_argument('--act', metavar='NAME',
                         help='the activation the checkpoint was trained with via train.py --act')
-    zoo_cli.add_common_arguments(parser)
-    return zoo_cli.parse_args(parser, argv)
+    config.add_common_arguments(parser)
+    return config.parse_args(parser, argv)
 
 
 def format_table(metrics):
@@ -33,40 +36,41 @@ def format_table(metrics):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = zoo_cli.load_config(args.config)
-    zoo_cli.check_config_kind(cfg, args.config)
-    zoo_cli.check_cfg_options(cfg, args.cfg_options)
-    args.checkpoint = zoo_cli.fetch_checkpoint(args.checkpoint)
-    if not osp.isfile(args.checkpoint):
-        raise zoo_cli.CLIError(f'checkpoint not found: {args.checkpoint}')
-    if zoo_cli.is_fairseq(cfg):
-        with zoo_cli.fairseq_option_errors():
-            metrics = zoo_cli.translation_runner().evaluate(args)
+    cfg = config.load_config(args.config)
+    config.check_config_kind(cfg, args.config)
+    config.check_cfg_options(cfg, args.cfg_options)
+    checkpoint = fetch_checkpoint(args.checkpoint)
+    if not osp.isfile(checkpoint):
+        raise InputError(f'checkpoint not found: {checkpoint}')
+    config.apply_options(cfg, args.cfg_options, args.act)
+    if config.is_fairseq(cfg):
+        from translation import runner
+        with config.fairseq_option_errors():
+            metrics = runner.evaluate(cfg, checkpoint, work_dir=args.work_dir)
     else:
-        metrics = test_mm(cfg, args)
+        metrics = test_mm(cfg, args, checkpoint)
     metrics = {k: (float(v) if hasattr(v, '__float__') and not isinstance(v, int) else v)
                for k, v in metrics.items()}
-    out = args.out or args.checkpoint + '.metrics.json'
-    with open(out, 'w') as f:
-        json.dump(metrics, f, indent=2)
+    out = args.out or checkpoint + '.metrics.json'
+    atomic_write(out, json.dumps(metrics, indent=2))  # whole or absent: tools/sweep.py counts it as done
     print(format_table(metrics))
     print(f'metrics written to {out}')
     return 0
 
 
-def test_mm(cfg, args):
-    zoo_cli.apply_common_options(cfg, args, args.config)
-    zoo_cli.check_act_cfgs(cfg)
-    zoo_cli.check_datasets(cfg, ['test_dataloader'])
+def test_mm(cfg, args, checkpoint):
+    config.apply_runner_options(cfg, args)
+    config.check_act_cfgs(cfg)
+    data_checks.check_datasets(cfg, ['test_dataloader'])
     cfg.load_from = None  # loaded below, strictly: a mismatching checkpoint must not evaluate
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    with zoo_cli.framework_errors():
+    with config.framework_errors():
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-        zoo_cli.check_checkpoint_matches(getattr(runner.model, "module", runner.model), args.checkpoint)
-        runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
+        check_checkpoint_matches(getattr(runner.model, 'module', runner.model), checkpoint)
+        runner.load_checkpoint(checkpoint, map_location='cpu', strict=True)
         return runner.test()
 
 
 if __name__ == '__main__':
-    sys.exit(zoo_cli.run_main(main))
+    sys.exit(run_main(main))

@@ -25,12 +25,11 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tools.zoo.errors import InputError, run_main  # noqa: E402
+from tools.zoo.io import read_checkpoint  # noqa: E402
+
 SAU_ALPHAS = (0.0, 0.15, 0.5)
 SAU_NS = (1.0, 4.0, 20000.0)
-
-
-class PlotError(Exception):
-    """Bad input; reported as one line, exit status 1."""
 
 
 def _save(fig, out):
@@ -46,7 +45,7 @@ def plot_activations(out, alphas=SAU_ALPHAS, ns=SAU_NS, lo=-3.0, hi=3.0):
     """Left: SAU (alpha 0.15; every n) beside ReLU, LeakyReLU (0.01), GELU. Right: SAU for every alpha x n."""
     import torch
     import torch.nn.functional as F
-    from sau_core.reference import sau_reference
+    from sau_core import sau_reference
 
     x = torch.linspace(lo, hi, 601, dtype=torch.float64)
 
@@ -81,22 +80,16 @@ def plot_activations(out, alphas=SAU_ALPHAS, ns=SAU_NS, lo=-3.0, hi=3.0):
 
 def checkpoint_alphas(path):
     """``[(key, tensor)]`` of every state_dict entry ending in ``.alpha``, in the checkpoint's order."""
-    import torch
-    if not osp.isfile(path):
-        raise PlotError(f'checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)  # our own checkpoints (see eval.py)
-    except Exception as e:
-        raise PlotError(f'cannot read checkpoint {path}: {type(e).__name__}: {e}') from e
+    ckpt = read_checkpoint(path)
     state = ckpt
     if isinstance(ckpt, dict):
         state = ckpt.get('state_dict', ckpt.get('model', ckpt))
     if not isinstance(state, dict):
-        raise PlotError(f'{path} holds no state_dict')
+        raise InputError(f'{path} holds no state_dict')
     alphas = [(k, v.detach().float().reshape(-1)) for k, v in state.items()
               if k.endswith('.alpha') and hasattr(v, 'detach')]
     if not alphas:
-        raise PlotError(f'{path} has no SAU alphas (no state_dict key ends in ".alpha"): '
+        raise InputError(f'{path} has no SAU alphas (no state_dict key ends in ".alpha"): '
                         'was it trained with another activation?')
     return alphas
 
@@ -169,7 +162,7 @@ def read_run(run_dir):
 def sweep_curves(sweep_dir):
     """``{act: {seed_name: (train, val)}}`` for every ``<act>/seed*/`` folder that has a training log."""
     if not osp.isdir(sweep_dir):
-        raise PlotError(f'sweep folder not found: {sweep_dir}')
+        raise InputError(f'sweep folder not found: {sweep_dir}')
     curves = {}
     for act in sorted(os.listdir(sweep_dir)):
         for run_dir in sorted(glob.glob(osp.join(sweep_dir, act, 'seed*'))):
@@ -177,7 +170,7 @@ def sweep_curves(sweep_dir):
             if train:
                 curves.setdefault(act, {})[osp.basename(run_dir)] = (train, val)
     if not curves:
-        raise PlotError(f'no training logs under {sweep_dir}/<act>/seed*/ (MMEngine vis_data/scalars.json or '
+        raise InputError(f'no training logs under {sweep_dir}/<act>/seed*/ (MMEngine vis_data/scalars.json or '
                         'fairseq_train.log)')
     return curves
 
@@ -224,26 +217,22 @@ def main(argv=None):
     p.add_argument('sweep_dir')
     p.add_argument('out', help='PNG file')
     args = parser.parse_args(argv)
-    try:
-        if args.what == 'activations':
-            try:
-                alphas = [float(a) for a in args.alphas.split(',')]
-                ns = [float(n) for n in args.ns.split(',')]
-            except ValueError:
-                raise PlotError(f'--alphas/--ns take comma-separated numbers, not {args.alphas!r} / {args.ns!r}')
-            if any(n <= 0 for n in ns):
-                raise PlotError('--ns: n must be > 0')
-            plot_activations(args.out, alphas, ns)
-        elif args.what == 'alphas':
-            plot_alphas(args.checkpoint, args.out)
-        else:
-            plot_curves(args.sweep_dir, args.out)
-    except PlotError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    if args.what == 'activations':
+        try:
+            alphas = [float(a) for a in args.alphas.split(',')]
+            ns = [float(n) for n in args.ns.split(',')]
+        except ValueError:
+            raise InputError(f'--alphas/--ns take comma-separated numbers, not {args.alphas!r} / {args.ns!r}')
+        if any(n <= 0 for n in ns):
+            raise InputError('--ns: n must be > 0')
+        plot_activations(args.out, alphas, ns)
+    elif args.what == 'alphas':
+        plot_alphas(args.checkpoint, args.out)
+    else:
+        plot_curves(args.sweep_dir, args.out)
     print(f'written: {args.out}')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -16,24 +16,22 @@ What is kept is what ``tools/eval.py`` needs and nothing more:
 
 The name is ``<config stem>_<YYYYMMDD>-<sha256[:8]>.pth``: the stem of ``--config`` (default: the config
 file name MMEngine recorded in ``meta.experiment_name``), today's date (UTC), and the first 8 hex digits
-of the sha256 of the written file itself. The file is written to a temporary file in OUT_DIR and moved into
-place with ``os.replace``, so OUT_DIR never holds a partial checkpoint.
+of the sha256 of the written file itself. The file is serialised in memory, hashed and written atomically
+(``tools.zoo.io.atomic_write``), so OUT_DIR never holds a partial checkpoint under a checkpoint's name.
 """
 import argparse
 import hashlib
-import os
+import io
 import os.path as osp
 import re
 import sys
-import tempfile
 import time
+
+from tools.zoo.errors import InputError, run_main
+from tools.zoo.io import atomic_write, read_checkpoint
 
 MM_KEEP = ('state_dict', 'meta')
 FAIRSEQ_KEEP = ('model', 'cfg', 'args', 'task_state')
-
-
-class PublishError(Exception):
-    """Bad input; reported as one line, exit status 1."""
 
 
 def sha256sum(path, chunk=1 << 20):
@@ -51,7 +49,7 @@ def is_fairseq(ckpt):
 def strip(ckpt):
     """The checkpoint without optimizer, scheduler and logging state (a new dict; tensors shared)."""
     if not isinstance(ckpt, dict):
-        raise PublishError(f'not a checkpoint dict but a {type(ckpt).__name__}')
+        raise InputError(f'not a checkpoint dict but a {type(ckpt).__name__}')
     if is_fairseq(ckpt):
         out = {k: ckpt[k] for k in FAIRSEQ_KEEP if k in ckpt}
         # fairseq's _upgrade_state_dict needs optimizer_history[-1] with these keys and extra_state
@@ -67,7 +65,7 @@ def strip(ckpt):
         meta.pop('hook_msgs', None)  # the checkpoint hook's bookkeeping (last/best checkpoint paths)
         out['meta'] = meta
         return out
-    raise PublishError('neither an MMEngine checkpoint (no "state_dict") nor a fairseq one (no "model" '
+    raise InputError('neither an MMEngine checkpoint (no "state_dict") nor a fairseq one (no "model" '
                        'with "cfg"/"args")')
 
 
@@ -77,34 +75,22 @@ def config_stem(ckpt, config):
     name = (ckpt.get('meta') or {}).get('experiment_name') if isinstance(ckpt, dict) else None
     if name:  # MMEngine: <config stem>_<YYYYMMDD>_<HHMMSS>
         return re.sub(r'_\d{8}_\d{6}$', '', name)
-    raise PublishError('cannot tell the config name from this checkpoint; pass --config CONFIG')
+    raise InputError('cannot tell the config name from this checkpoint; pass --config CONFIG')
 
 
 def publish(src, out_dir, config=None, date=None):
     """Write the stripped checkpoint into ``out_dir``; return ``(path, sha256)``."""
     import torch
-    if not osp.isfile(src):
-        raise PublishError(f'checkpoint not found: {src}')
-    try:
-        # our own checkpoints: MMEngine's pickle the message hub, fairseq's an omegaconf config
-        ckpt = torch.load(src, map_location='cpu', weights_only=False)
-    except Exception as e:  # torch.load's many ways to fail on a non-checkpoint
-        raise PublishError(f'cannot read checkpoint {src}: {type(e).__name__}: {e}') from e
+    ckpt = read_checkpoint(src)
     stripped = strip(ckpt)
     stem = config_stem(ckpt, config)
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.publish-', suffix='.tmp', dir=out_dir)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(stripped, f)
-        digest = sha256sum(tmp)
-        date = date or time.strftime('%Y%m%d', time.gmtime())
-        path = osp.join(out_dir, f'{stem}_{date}-{digest[:8]}.pth')
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    buffer = io.BytesIO()  # the name holds the file's hash: serialise, hash, then write
+    torch.save(stripped, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    date = date or time.strftime('%Y%m%d', time.gmtime())
+    path = osp.join(out_dir, f'{stem}_{date}-{digest[:8]}.pth')
+    atomic_write(path, data)
     return path, digest
 
 
@@ -114,15 +100,11 @@ def main(argv=None):
     parser.add_argument('out_dir', help='folder for the published file (created if missing)')
     parser.add_argument('--config', help='the config the checkpoint was trained with (names the file)')
     args = parser.parse_args(argv)
-    try:
-        path, digest = publish(args.checkpoint, args.out_dir, args.config)
-    except PublishError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    path, digest = publish(args.checkpoint, args.out_dir, args.config)
     size = osp.getsize(path)
     print(f'{path}  sha256 {digest}  {size / 2**20:.2f} MiB (from {osp.getsize(args.checkpoint) / 2**20:.2f} MiB)')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

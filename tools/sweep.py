@@ -4,7 +4,7 @@
     python tools/sweep.py segmentation --acts relu,sau --seeds 2
     python tools/sweep.py detection --acts relu,swish,leaky_relu,elu,softplus,gelu,prelu,relu6,sau --seeds 5
 
-TASK is one of ``tools/zoo_tasks.py``'s TASKS (its tiny config; point the config at real data with
+TASK is one of ``tools/zoo/tasks.py``'s TASKS (its tiny config; point the config at real data with
 ``--cfg-options``). For each activation A and seed S (0 .. SEEDS-1) the sweep runs, in subprocesses with this
 interpreter and ``OMP_NUM_THREADS=1`` unless set,
 
@@ -18,7 +18,7 @@ interrupted training is continued with ``--resume``.
 Then it writes ``WORK_DIR/results.md`` and ``WORK_DIR/results.json``:
 
 - the paper's Table 5/6/7 layout: one row per activation, one column per metric (the task's metrics in
-  ``tools/zoo_tasks.py``), ``mean +/- std`` over the seeds (sample standard deviation, n-1; 0 for one seed);
+  ``tools/zoo/tasks.py``), ``mean +/- std`` over the seeds (sample standard deviation, n-1; 0 for one seed);
 - the paper's Table 8 count: for each baseline, over seeds x metrics (paired by seed: SAU seed S against
   the baseline's seed S), how often SAU is better, equal or worse. **Equal** means
   ``|SAU - baseline| < EQUAL_TOL`` points (``--equal-tol``, default 0.1) of the table's unit; every metric
@@ -36,20 +36,15 @@ import os.path as osp
 import sys
 import time
 
-TOOLS = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(TOOLS)
-if TOOLS not in sys.path:
-    sys.path.insert(0, TOOLS)
-from zoo_tasks import TASKS, ToolError, is_fairseq_config, last_checkpoint, run_tool  # noqa: E402
+from tools.zoo import REPO_ROOT
+from tools.zoo.errors import InputError, run_main
+from tools.zoo.io import atomic_write
+from tools.zoo.tasks import TASKS, is_fairseq_config, last_checkpoint, run_tool
 
 EQUAL_TOL = 0.1
 BASE = 'sau'
 #: factor from the metric JSON's values to the tables' percent points (MMDetection's metrics are fractions)
 SCALE = {'detection': 100.0}
-
-
-class SweepError(ToolError):
-    """Bad input or a failed run; reported as one line, exit status 1."""
 
 
 def known_acts():
@@ -62,11 +57,11 @@ def parse_acts(text):
     known = known_acts()
     for act in acts:
         if act not in known:
-            raise SweepError(f'unknown activation {act!r}; choose from {", ".join(known)}')
+            raise InputError(f'unknown activation {act!r}; choose from {", ".join(known)}')
     if not acts:
-        raise SweepError('--acts: give at least one activation')
+        raise InputError('--acts: give at least one activation')
     if len(set(acts)) != len(acts):
-        raise SweepError(f'--acts: an activation is listed twice: {text}')
+        raise InputError(f'--acts: an activation is listed twice: {text}')
     return acts
 
 
@@ -89,11 +84,10 @@ def run_one(task, act, seed, run_dir, cfg_options, fairseq):
         did = 'trained'
     checkpoint = last_checkpoint(run_dir, fairseq)
     if checkpoint is None:
-        raise SweepError(f'training in {run_dir} finished but left no checkpoint; see {run_dir}/train.log')
-    tmp = metrics_file + '.tmp'  # metrics.json appears only when complete (it marks the run as done)
+        raise InputError(f'training in {run_dir} finished but left no checkpoint; see {run_dir}/train.log')
+    # tools/eval.py writes metrics.json atomically: it appears only when complete (it marks the run as done)
     run_tool(['tools/eval.py', task.config, checkpoint, '--act', act, '--work-dir', osp.join(run_dir, 'eval'),
-              '--out', tmp] + options, osp.join(run_dir, 'eval.log'))
-    os.replace(tmp, metrics_file)
+              '--out', metrics_file] + options, osp.join(run_dir, 'eval.log'))
     return did
 
 
@@ -159,18 +153,11 @@ def to_markdown(results):
     return '\n'.join(lines) + '\n'
 
 
-def write_atomic(path, text):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def sweep(task_name, acts, n_seeds, work_dir, cfg_options=(), equal_tol=EQUAL_TOL, log=print):
     if task_name not in TASKS:
-        raise SweepError(f'unknown task {task_name!r}; choose from {", ".join(TASKS)}')
+        raise InputError(f'unknown task {task_name!r}; choose from {", ".join(TASKS)}')
     if n_seeds < 1:
-        raise SweepError(f'--seeds must be at least 1, not {n_seeds}')
+        raise InputError(f'--seeds must be at least 1, not {n_seeds}')
     task = TASKS[task_name]
     fairseq = is_fairseq_config(task.config)
     work_dir = osp.abspath(work_dir)
@@ -187,12 +174,12 @@ def sweep(task_name, acts, n_seeds, work_dir, cfg_options=(), equal_tol=EQUAL_TO
                 runs[act][seed] = json.load(f)
             missing = [k for k in task.metrics.values() if k not in runs[act][seed]]
             if missing:
-                raise SweepError(f'{run_dir}/metrics.json lacks {", ".join(missing)}')
+                raise InputError(f'{run_dir}/metrics.json lacks {", ".join(missing)}')
             shown = ', '.join(f'{k} {runs[act][seed][k]:.2f}' for k in task.metrics.values())
             log(f'{act} seed{seed}: {did}{"" if did == "skipped" else f" in {time.time() - start:.0f} s"}: {shown}')
     results = summarize(task_name, acts, seeds, runs, equal_tol, list(cfg_options))
-    write_atomic(osp.join(work_dir, 'results.json'), json.dumps(results, indent=2) + '\n')
-    write_atomic(osp.join(work_dir, 'results.md'), to_markdown(results))
+    atomic_write(osp.join(work_dir, 'results.json'), json.dumps(results, indent=2) + '\n')
+    atomic_write(osp.join(work_dir, 'results.md'), to_markdown(results))
     log(f'runs: {done["trained"]} trained, {done["evaluated"]} evaluated only, {done["skipped"]} skipped '
         f'(metrics existed); results in {work_dir}/results.md and results.json')
     return results
@@ -210,19 +197,15 @@ def main(argv=None):
                         help='SAU and a baseline are "equal" when they differ by less than this many metric '
                         'points (default %(default)s)')
     args = parser.parse_args(argv)
-    try:
-        if args.task not in TASKS:
-            raise SweepError(f'unknown task {args.task!r}; choose from {", ".join(TASKS)}')
-        acts = parse_acts(args.acts)
-        work_dir = args.work_dir or osp.join(REPO, 'work_dirs', 'sweep', args.task)
-        results = sweep(args.task, acts, args.seeds, work_dir, args.cfg_options, args.equal_tol,
-                        log=lambda line: print(line, flush=True))
-    except ToolError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    if args.task not in TASKS:
+        raise InputError(f'unknown task {args.task!r}; choose from {", ".join(TASKS)}')
+    acts = parse_acts(args.acts)
+    work_dir = args.work_dir or osp.join(REPO_ROOT, 'work_dirs', 'sweep', args.task)
+    results = sweep(args.task, acts, args.seeds, work_dir, args.cfg_options, args.equal_tol,
+                    log=lambda line: print(line, flush=True))
     print(to_markdown(results))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -6,8 +6,10 @@ MMDetection's tools/train.py skeleton: load the config, apply the flags, ``Runne
 import argparse
 import sys
 
-import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
-import zoo_dist  # noqa: I100
+from tools.zoo import config  # noqa: I100  (first: it quiets mmengine's import-time warnings)
+from tools.zoo import data_checks, dist
+from tools.zoo.errors import run_main
+from tools.zoo.io import read_checkpoint
 
 
 def parse_args(argv=None):
@@ -23,25 +25,29 @@ def parse_args(argv=None):
                         help='replace every activation of the model (act_cfg) by this one: '
                         'relu, swish, leaky_relu, elu, softplus, gelu, prelu, relu6, sau')
     parser.add_argument('--seed', type=int, help='random seed (overrides randomness.seed)')
-    zoo_cli.add_common_arguments(parser)
-    return zoo_cli.parse_args(parser, argv)
+    config.add_common_arguments(parser)
+    return config.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = zoo_cli.load_config(args.config)
-    zoo_cli.check_config_kind(cfg, args.config)
-    zoo_cli.check_cfg_options(cfg, args.cfg_options)
-    zoo_dist.check_launcher(args.launcher)
-    zoo_dist.check_amp(args.amp)
-    if zoo_cli.is_fairseq(cfg):
-        args.cfg_options = {**zoo_dist.fairseq_launcher_options(args.launcher), **(args.cfg_options or {})}
-        with zoo_cli.fairseq_option_errors():
-            return zoo_cli.translation_runner().train(args)
+    cfg = config.load_config(args.config)
+    config.check_config_kind(cfg, args.config)
+    config.check_cfg_options(cfg, args.cfg_options)
+    dist.check_launcher(args.launcher)
+    dist.check_amp(args.amp)
+    if config.is_fairseq(cfg):
+        config.apply_options(cfg, {**dist.fairseq_launcher_options(args.launcher), **(args.cfg_options or {})},
+                             args.act)
+        from translation import runner
+        with config.fairseq_option_errors():
+            return runner.train(cfg, config.work_dir(cfg, args.work_dir, args.config), seed=args.seed,
+                                amp=args.amp, resume=args.resume)
 
-    zoo_cli.apply_common_options(cfg, args, args.config)
-    zoo_cli.check_act_cfgs(cfg)
-    from sau_core.mm_hooks import add_reliability_hooks
+    config.apply_options(cfg, args.cfg_options, args.act)
+    config.apply_runner_options(cfg, args)
+    config.check_act_cfgs(cfg)
+    from tools.zoo.hooks import add_reliability_hooks
     add_reliability_hooks(cfg)  # stop on NaN/inf loss, atomic checkpoints, random states kept for --resume
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -53,23 +59,36 @@ def main(argv=None):
         from mmengine.runner import find_latest_checkpoint
         latest = find_latest_checkpoint(cfg.work_dir)  # None: nothing to resume, MMEngine starts afresh
         if latest:
-            zoo_cli.read_checkpoint(latest, f'checkpoint named in {cfg.work_dir}/last_checkpoint')
+            read_checkpoint(latest, f'checkpoint named in {cfg.work_dir}/last_checkpoint')
     elif args.resume is not None:
-        zoo_cli.read_checkpoint(args.resume, '--resume: checkpoint')
+        read_checkpoint(args.resume, '--resume: checkpoint')
         cfg.resume = True
         cfg.load_from = args.resume
-    zoo_cli.check_datasets(cfg, ['train_dataloader', 'val_dataloader'])
-    zoo_dist.setup_cpu_distributed(cfg, args.launcher)
+    loaders = ['train_dataloader', 'val_dataloader']
+    data_checks.check_datasets(cfg, loaders)
+    dist.setup_cpu_distributed(cfg, args.launcher)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    with zoo_cli.framework_errors():
+    with config.framework_errors():
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.train()
     if runner.rank == 0:
-        print(zoo_cli.train_summary(runner, cfg), flush=True)
+        print(train_summary(runner, cfg), flush=True)
     return 0
 
 
+def train_summary(runner, cfg):
+    """One line after training: the last validation metric (the checkpoint hook's ``save_best`` metric, else
+    every plain metric) and where the checkpoints are."""
+    scalars = {key[len('val/'):]: buffer.current() for key, buffer in runner.message_hub.log_scalars.items()
+               if key.startswith('val/')}
+    best = ((cfg.get('default_hooks') or {}).get('checkpoint') or {}).get('save_best')
+    keys = [best] if isinstance(best, str) and best in scalars else [
+        key for key in scalars if '.' not in key and key not in ('time', 'data_time')]
+    shown = ', '.join(f'{key} {scalars[key]:.4g}' for key in keys) or 'no validation ran'
+    return f'train done: last validation {shown}; checkpoints in {cfg.work_dir}'
+
+
 if __name__ == '__main__':
-    sys.exit(zoo_cli.run_main(main))
+    sys.exit(run_main(main))

@@ -1,11 +1,11 @@
 """Run a translation config through fairseq's own training and generation (no loop of our own).
 
-``tools/train.py`` and ``tools/eval.py`` call :func:`train` and :func:`evaluate` for configs with a
-top-level ``fairseq = dict(data=..., ref=..., train=dict(...), generate=dict(...))``. ``train`` and
-``generate`` hold fairseq's own command-line options by their ``dest`` names: ``adam_betas='(0.9,
-0.98)'`` becomes ``--adam-betas '(0.9, 0.98)'``, ``True`` a bare flag, ``None``/``False`` nothing.
-The full command is written to the work dir, so every run can be repeated with plain
-``fairseq-train``/``fairseq-generate``.
+``tools/train.py`` and ``tools/eval.py`` load a config with a top-level ``fairseq = dict(data=..., ref=...,
+train=dict(...), generate=dict(...))`` (``--cfg-options`` and ``--act`` applied) and call :func:`train` and
+:func:`evaluate` with it. ``train`` and ``generate`` hold fairseq's own command-line options by their ``dest``
+names: ``adam_betas='(0.9, 0.98)'`` becomes ``--adam-betas '(0.9, 0.98)'``, ``True`` a bare flag,
+``None``/``False`` nothing. The full command is written to the work dir, so every run can be repeated with
+plain ``fairseq-train``/``fairseq-generate``.
 """
 import contextlib
 import json
@@ -15,25 +15,14 @@ import shlex
 import shutil
 from pathlib import Path
 
+from tools.zoo.errors import InputError
+from tools.zoo.io import atomic_open, read_checkpoint
+
 USER_DIR = str(Path(__file__).resolve().parent)  # this folder is the fairseq --user-dir
 SRC, TGT = 'en', 'de'
 
 
-# --- config ------------------------------------------------------------------------------------
-def load_config(args):
-    """The config with ``--cfg-options`` merged, the ``--act`` override applied."""
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(args.config)
-    if getattr(args, 'cfg_options', None):
-        cfg.merge_from_dict(args.cfg_options)
-    if 'fairseq' not in cfg:
-        raise ValueError(f'{args.config} has no `fairseq = dict(...)`: not a translation config')
-    if getattr(args, 'act', None):
-        cfg.fairseq.train.activation_fn = args.act  # fairseq validates it against its choices
-    return cfg
-
-
+# --- options and checks -------------------------------------------------------------------------
 def to_argv(options):
     """fairseq options dict -> command-line arguments, in the dict's order."""
     argv = []
@@ -50,11 +39,11 @@ def to_argv(options):
     return argv
 
 
-def check_checkpoint(path):
-    """``path`` if torch can load it, else ``InputError`` naming it (a truncated ``checkpoint_last.pt`` after
-    a crash, a file that is not a checkpoint); fairseq itself fails on such a file with a deep traceback."""
-    from sau_core.input_checks import InputError, read_checkpoint
-    state = read_checkpoint(path)
+def check_checkpoint(path, what='checkpoint'):
+    """``path`` if torch can load it as a fairseq checkpoint, else ``InputError`` naming it (missing, a truncated
+    ``checkpoint_last.pt`` after a crash, a file that is not a checkpoint); fairseq itself fails on such a file
+    with a deep traceback, or, for ``--restore-file``, starts afresh silently when it is missing."""
+    state = read_checkpoint(path, what)
     if not isinstance(state, dict) or 'model' not in state:
         raise InputError(f'cannot read checkpoint {path}: not a fairseq checkpoint (no model entry)')
     return path
@@ -144,29 +133,27 @@ def _atomic_checkpoint_copies():
 
 
 # --- training ----------------------------------------------------------------------------------
-def train(args):
-    """Train with ``fairseq_cli.train``; returns 0.
+def train(cfg, work_dir, seed=None, amp=False, resume=None):
+    """Train the config's ``fairseq`` section with ``fairseq_cli.train`` into ``work_dir``; returns 0.
 
-    The work dir gets the checkpoints, the command (``fairseq_train.sh``) and the log
-    (``fairseq_train.log``, appended to on ``--resume``).
+    ``seed`` overrides ``fairseq.train.seed``; ``amp`` adds ``--amp``. ``resume``: None starts a new run (and
+    refuses a work dir that holds one), ``'auto'`` continues the run in ``work_dir`` if there is one, a path
+    restores that checkpoint. The work dir gets the checkpoints, the command (``fairseq_train.sh``) and the log
+    (``fairseq_train.log``, appended to on resume).
     """
-    cfg = load_config(args)
     fs = cfg.fairseq
-    work_dir = Path(args.work_dir or cfg.get('work_dir') or Path('work_dirs', Path(args.config).stem))
+    work_dir = Path(work_dir)
     options = dict(fs.train, save_dir=str(work_dir), user_dir=USER_DIR)
-    if getattr(args, 'seed', None) is not None:
-        options['seed'] = args.seed
-    if getattr(args, 'amp', False):
+    if seed is not None:
+        options['seed'] = seed
+    if amp:
         options['amp'] = True
-    resume = getattr(args, 'resume', False)
     last = work_dir / 'checkpoint_last.pt'
-    if isinstance(resume, str) and resume not in ('auto', 'True'):
-        if not Path(resume).is_file():  # fairseq would start afresh, silently
-            raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')
-        options['restore_file'] = check_checkpoint(resume)  # --resume PATH
-    elif not resume and last.exists():
+    if resume not in (None, 'auto'):
+        options['restore_file'] = check_checkpoint(resume, '--resume: checkpoint')  # --resume PATH
+    elif resume is None and last.exists():
         raise FileExistsError(f'{last} exists: pass --resume to continue that run, or another --work-dir')
-    elif resume and last.exists():
+    elif resume == 'auto' and last.exists():
         check_checkpoint(last)  # what fairseq restores; none: it starts afresh, as MMEngine does
     argv = [check_data(fs.data)] + to_argv(options)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -193,19 +180,17 @@ def train(args):
 
 
 # --- evaluation --------------------------------------------------------------------------------
-def evaluate(args):
-    """Beam-search the test set with ``fairseq_cli.generate``; return sacreBLEU and tokenized BLEU."""
-    cfg = load_config(args)
+def evaluate(cfg, checkpoint, work_dir=None):
+    """Beam-search the test set with ``fairseq_cli.generate``; return sacreBLEU and tokenized BLEU.
+
+    The generation output goes to ``<work_dir or the checkpoint's folder>/<checkpoint stem>_generate/``.
+    """
     fs = cfg.fairseq
     data = check_data(fs.data)
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f'checkpoint {checkpoint} not found')
-    check_checkpoint(checkpoint)
+    checkpoint = Path(check_checkpoint(checkpoint))
     generate = dict(fs.generate)
     subset = generate.get('gen_subset', 'test')
-    # generation output goes to --work-dir when given, else beside the checkpoint
-    results = (Path(args.work_dir) if getattr(args, 'work_dir', None) else checkpoint.parent) / f'{checkpoint.stem}_generate'
+    results = (Path(work_dir) if work_dir else checkpoint.parent) / f'{checkpoint.stem}_generate'
     options = dict(generate, path=str(checkpoint), user_dir=USER_DIR, results_path=str(results))
     argv = [data] + to_argv(options)
     results.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ import os.path as osp
 from mmseg.datasets import CityscapesDataset
 from mmseg.registry import DATASETS
 
-from sau_core.input_checks import InputError, image_file_problem
+from tools.zoo.data_checks import image_file_problem
+from tools.zoo.errors import InputError
 
 PREPARE_HINT = ('download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from '
                 'https://www.cityscapes-dataset.com/ and run '

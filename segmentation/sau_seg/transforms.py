@@ -7,7 +7,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
-from sau_core.input_checks import InputError
+from tools.zoo.errors import InputError
 
 
 @TRANSFORMS.register_module()

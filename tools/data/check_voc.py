@@ -56,7 +56,7 @@ def check_split(voc, ids, label, classes=VOC_CLASSES, training=False, max_listed
     ``training``, no object in any image. Notes: images without objects (MMDetection's ``filter_empty_gt``
     skips them in training; in testing they can only hold false positives).
     """
-    from sau_core.input_checks import image_file_problem
+    from tools.zoo.data_checks import image_file_problem
     problems, notes = [], []
     if not ids:
         return [f'{label}: the image list is empty'], notes

@@ -13,13 +13,11 @@ and person, as Cityscapes does. Both ``*_gtFine_labelIds.png`` (as downloaded) a
 import argparse
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from prepare_cityscapes import IDS_SUFFIX, IMG_SUFFIX, TRAIN_IDS_SUFFIX, label_id_to_train_id_lut  # noqa: E402
+from tools.data.prepare_cityscapes import IDS_SUFFIX, IMG_SUFFIX, TRAIN_IDS_SUFFIX, label_id_to_train_id_lut
 
 #: Cityscapes label ids (not train ids) of what the scenes contain, and their colours
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, PERSON, CAR, UNLABELED, EGO = 7, 8, 11, 21, 23, 24, 26, 0, 1

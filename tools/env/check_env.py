@@ -12,6 +12,7 @@ import sacrebleu  # noqa: F401
 import pycocotools  # noqa: F401
 import sau_core
 import sau_core.kernels.cpu  # noqa: F401  (the compiled CPU kernels)
+import tools.zoo  # noqa: F401  (the repository root on the venv's path: tools/env/setup.sh's sau_zoo.pth)
 
 boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
 _, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)

@@ -5,6 +5,12 @@
 # Wheels that have to be built from source (mmcv with its ops: 25-40 min on 2 cores; fairseq: 1-2 min) are
 # cached in $SAU_ZOO_CACHE (default ~/.cache/sau-zoo). An mmcv wheel in ../shared/wheelhouse (CI and the
 # developers' machines) is used instead of building one.
+#
+# The one path bootstrap of the zoo: the repository root goes on the venv's path through a `sau_zoo.pth` file
+# in its site-packages (rewritten on every run, so a moved clone points at its new place), which lets
+# `python tools/train.py ...`, the configs' custom_imports (`detection.models`, `segmentation.sau_seg`) and the
+# tests import `tools.zoo`, the task packages and `translation` from any folder. Outside this venv: run with
+# PYTHONPATH=<repository root>, as in the OpenMMLab projects.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -45,5 +51,9 @@ pip install -q -r requirements/fairseq.txt
 
 echo "== sau_core (editable, builds its C++ CPU kernels)"
 pip install -q --no-build-isolation --no-deps -e .
+
+echo "== the repository root on the venv's path (sau_zoo.pth)"
+site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+pwd > "$site/sau_zoo.pth"
 
 "$PY" tools/env/check_env.py

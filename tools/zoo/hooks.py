@@ -11,9 +11,10 @@
   uninterrupted one (``IterBasedTrainLoop`` gets there by itself, see the class).
 
 ``add_reliability_hooks(cfg)`` puts the three into a config (``tools/train.py``). Without it, from the
-command line: ``--cfg-options default_hooks.checkpoint.type=sau_core.mm_hooks.AtomicCheckpointHook
-default_hooks.finite_loss.type=sau_core.mm_hooks.FiniteLossHook
-default_hooks.random_state.type=sau_core.mm_hooks.RandomStateHook`` (MMEngine imports dotted types).
+command line: ``--cfg-options default_hooks.checkpoint.type=tools.zoo.hooks.AtomicCheckpointHook
+default_hooks.finite_loss.type=tools.zoo.hooks.FiniteLossHook
+default_hooks.random_state.type=tools.zoo.hooks.RandomStateHook`` (MMEngine imports dotted types); in a
+config, ``custom_imports = dict(imports=['tools.zoo.hooks'])`` registers them under their class names.
 """
 import glob
 import os
@@ -28,35 +29,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-PARTIAL_SUFFIX = '.partial'
-
-
-def atomic_write(path, data):
-    """Write ``data`` (bytes) to ``path`` so that ``path`` holds either its old content or all of ``data``.
-
-    The bytes go to ``.<name>.<pid>.partial`` in the same folder (same file system, so the rename is
-    atomic), are fsynced, then renamed over ``path``; the folder is fsynced so the rename survives a
-    power loss. On any error the temporary file is removed.
-    """
-    path = os.fspath(path)
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}{PARTIAL_SUFFIX}')
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from tools.zoo.io import PARTIAL_SUFFIX, atomic_write
 
 
 class AtomicLocalBackend(LocalBackend):
@@ -231,4 +204,4 @@ def add_reliability_hooks(cfg):
 
 
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'FiniteLossHook', 'RandomStateHook',
-           'add_reliability_hooks', 'atomic_write']
+           'add_reliability_hooks']

@@ -6,7 +6,7 @@ configs get ``--distributed-backend gloo --ddp-backend legacy_ddp`` (``fairseq_l
 """
 import os
 
-import zoo_cli
+from tools.zoo.errors import InputError
 
 
 def check_launcher(launcher):
@@ -16,13 +16,13 @@ def check_launcher(launcher):
     needs = {'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
              'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_JOB_NODELIST')}.get(launcher, ())
     if launcher == 'slurm' and not torch.cuda.is_available():
-        raise zoo_cli.CLIError('--launcher slurm needs CUDA GPUs; on CPU start the processes with torchrun '
+        raise InputError('--launcher slurm needs CUDA GPUs; on CPU start the processes with torchrun '
                                'and --launcher pytorch (gloo)')
     missing = [key for key in needs if key not in os.environ]
     if missing:
         start = ('torchrun (python -m torch.distributed.run --nproc_per_node=N tools/train.py ...)'
                  if launcher == 'pytorch' else 'srun (srun --ntasks=N python -u tools/train.py ...)')
-        raise zoo_cli.CLIError(f'--launcher {launcher}: {", ".join(missing)} not set; start the processes with '
+        raise InputError(f'--launcher {launcher}: {", ".join(missing)} not set; start the processes with '
                                f'{start}')
 
 
@@ -31,7 +31,7 @@ def check_amp(amp):
     autocasts CUDA only (on a CPU it would train in float32 behind a loss scaler, silently)."""
     import torch
     if amp and not torch.cuda.is_available():
-        raise zoo_cli.CLIError('--amp needs a CUDA GPU (MMEngine\'s AmpOptimWrapper; fairseq\'s --amp autocasts '
+        raise InputError('--amp needs a CUDA GPU (MMEngine\'s AmpOptimWrapper; fairseq\'s --amp autocasts '
                                'on CUDA only); on CPU train without it')
 
 
@@ -46,7 +46,7 @@ def setup_cpu_distributed(cfg, launcher):
     if launcher == 'none' or torch.cuda.is_available():
         return
     if cfg.get('sync_bn'):
-        raise zoo_cli.CLIError(f'sync_bn={cfg.sync_bn} needs CUDA GPUs (torch\'s SyncBatchNorm runs on GPUs only); '
+        raise InputError(f'sync_bn={cfg.sync_bn} needs CUDA GPUs (torch\'s SyncBatchNorm runs on GPUs only); '
                                f'on CPU train without it, or with GroupNorm (norm_cfg=dict(type=\'GN\', ...))')
     from datetime import timedelta
 

@@ -10,13 +10,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-import zoo_cli
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-class ToolError(Exception):
-    """A tool failed or was given bad input; reported as one line (plus the end of its log)."""
+from tools.zoo import REPO_ROOT
+from tools.zoo.config import is_fairseq, load_config
+from tools.zoo.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -52,16 +48,16 @@ TASKS = {
 def released_checkpoint(task_name, task):
     """(weights path, metrics) of the task's released tiny checkpoint, from ``<task>/metafile.yml``."""
     import yaml
-    with open(osp.join(REPO, task_name, 'metafile.yml')) as f:
+    with open(osp.join(REPO_ROOT, task_name, 'metafile.yml')) as f:
         models = yaml.safe_load(f)['Models']
     for model in models:
         if model['Config'] == task.config and model.get('Weights'):
             return model['Weights'], model['Results'][0]['Metrics']
-    raise ToolError(f'{task_name}/metafile.yml lists no released checkpoint for {task.config}')
+    raise InputError(f'{task_name}/metafile.yml lists no released checkpoint for {task.config}')
 
 
 def is_fairseq_config(config):
-    return zoo_cli.is_fairseq(zoo_cli.load_config(osp.join(REPO, config)))
+    return is_fairseq(load_config(osp.join(REPO_ROOT, config)))
 
 
 def last_checkpoint(run_dir, fairseq):
@@ -75,18 +71,20 @@ def last_checkpoint(run_dir, fairseq):
     with open(pointer) as f:
         path = f.read().strip()
     if not osp.isabs(path):
-        path = osp.join(REPO, path)
+        path = osp.join(REPO_ROOT, path)
     return path if osp.isfile(path) else None
 
 
 def run_tool(command, log):
-    """One tool in a subprocess (this interpreter, repo root as cwd); ToolError with the log's end on failure."""
+    """One tool in a subprocess (this interpreter, repo root as cwd); on failure an InputError naming the command
+    and its log, with the log's end as its details."""
     env = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1')}
     with open(log, 'w') as f:
         f.write('$ ' + ' '.join(command) + '\n')
         f.flush()
-        done = subprocess.run([sys.executable, *command], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+        done = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, stdout=f, stderr=subprocess.STDOUT,
+                              env=env)
     if done.returncode != 0:
         with open(log) as f:
             tail = ''.join(f.readlines()[-15:])
-        raise ToolError(f'`{" ".join(command)}` failed (exit {done.returncode}); see {log}; its end:\n{tail}')
+        raise InputError(f'`{" ".join(command)}` failed (exit {done.returncode}); see {log}; its end:', details=tail)
