@@ -300,13 +300,16 @@ def test_voc_data_is_checked_before_evaluation(voc, tmp_path, capsys):
 
 
 def test_voc_images_without_objects_are_a_logged_skip_in_training(voc, tmp_path, capsys):
-    from tools.zoo import data_checks
+    from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
     _strip_objects(_xml(voc, '000001'))
     _strip_objects(_xml(voc, '000004'))
     cfg = config.load_config(DET)
     cfg.merge_from_dict(dict(o.split('=') for o in roots(f'{voc.parent}/')))
+    init_default_scope('mmdet')
     capsys.readouterr()
-    data_checks.check_datasets(cfg, ['train_dataloader', 'test_dataloader'])  # no error: a note each
+    for loader in ('train_dataloader', 'test_dataloader'):  # no error: a note each
+        DATASETS.build(cfg[loader].dataset)
     out = capsys.readouterr().out
     assert ('note: ' + str(voc.parent) + '/VOC2007/ImageSets/Main/trainval.txt: 1 of 4 images have no object '
             '(MMDetection skips them in training (filter_empty_gt)), e.g. Annotations/000001.xml') in out

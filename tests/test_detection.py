@@ -183,6 +183,22 @@ def test_tiny_voc_is_deterministic_and_voc_shaped(tmp_path):
     assert 0 <= x0 < x1 <= info['width'] and 0 <= y0 < y1 <= info['height']
 
 
+def test_checked_voc_dataset_reads_what_mmdet_reads(tiny_voc):
+    """The configs' CheckedVOCDataset parses each annotation once, for its checks and for the data list, which
+    is mmdet's VOCDataset's, key for key (filtering and test mode included)."""
+    from detection.datasets import CheckedVOCDataset
+    from mmdet.datasets import VOCDataset
+    for split, kwargs in (('trainval', dict(filter_cfg=dict(filter_empty_gt=True, min_size=32))),
+                          ('test', dict(test_mode=True))):
+        args = dict(data_root=tiny_voc, ann_file=f'VOC2007/ImageSets/Main/{split}.txt',
+                    data_prefix=dict(sub_data_root='VOC2007/'), pipeline=[], **kwargs)
+        checked, plain = CheckedVOCDataset(**args), VOCDataset(**args)
+        assert len(checked) == len(plain) > 0 and checked.metainfo == plain.metainfo
+        assert [checked.get_data_info(i) for i in range(len(checked))] == \
+            [plain.get_data_info(i) for i in range(len(plain))]
+    assert CheckedVOCDataset.METAINFO['classes'] == VOCDataset.METAINFO['classes']  # MMDetection's 20 classes
+
+
 def test_check_voc_names_what_is_missing(tiny_voc):
     problems, _ = check_voc.check_voc(tiny_voc, years=('2007',))
     assert problems == []

@@ -65,8 +65,9 @@ def test_mm(cfg, args, checkpoint):
     cfg.load_from = None  # loaded below, strictly: a mismatching checkpoint must not evaluate
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    with config.framework_errors():
+    with config.framework_errors(), data_checks.dataset_errors(cfg, ['test_dataloader']):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        runner.test_loop  # the property builds the test loop: the dataset (and its checks) before the checkpoint
         check_checkpoint_matches(getattr(runner.model, 'module', runner.model), checkpoint)
         runner.load_checkpoint(checkpoint, map_location='cpu', strict=True)
         return runner.test()

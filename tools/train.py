@@ -70,7 +70,7 @@ def main(argv=None):
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    with config.framework_errors():
+    with config.framework_errors(), data_checks.dataset_errors(cfg, loaders):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.train()
     if runner.rank == 0:

@@ -1,9 +1,12 @@
 """Checks of the data on disk that the zoo's entry points, datasets and data tools share.
 
-- :func:`check_datasets`: the dataset paths a config names, and the content of its VOC datasets, before the
-  model is built (``tools/train.py``, ``tools/eval.py``);
+- :func:`check_datasets`: the dataset paths a config names, before the model is built (``tools/train.py``,
+  ``tools/eval.py``); :func:`dataset_errors` adds to a dataset's own error which loader needed it and the
+  config's hint. The content checks live in the datasets (``CheckedVOCDataset``, ``CheckedCityscapesDataset``),
+  so they run from any entry point that builds them.
 - :func:`image_file_problem`: a JPEG/PNG that cannot decode completely, from its first and last bytes.
 """
+import contextlib
 import os
 import os.path as osp
 
@@ -49,8 +52,7 @@ def _needed_by(message, key, cfg):
 
 def check_datasets(cfg, loader_keys):
     """``InputError`` naming the first missing dataset path (data_root, ann_file, data_prefix) of the loaders
-    ``loader_keys``, or the first problem in the content of a VOC-format dataset (``tools/data/check_voc.py``'s
-    ``check_split``); local paths only. Notes (VOC images without objects) are printed."""
+    ``loader_keys``; local paths only."""
     for key, ds in _leaf_datasets(cfg, loader_keys):
         root = ds.get('data_root') or ''
         paths = [root] if root else []
@@ -61,26 +63,23 @@ def check_datasets(cfg, loader_keys):
         for path in paths:
             if '://' not in path and not osp.exists(path):
                 raise InputError(_needed_by(f'dataset path not found: {path}', key, cfg))
-        if ds.get('type') == 'VOCDataset' and all('://' not in p for p in paths):
-            _check_voc_dataset(cfg, ds, key)
 
 
-def _check_voc_dataset(cfg, ds, key):
-    """The content of one VOCDataset (image list, JPEGs, XML, boxes) before MMDetection reads it."""
-    from tools.data import check_voc
-    root = ds.get('data_root') or ''
-    voc = osp.normpath(osp.join(root, (ds.get('data_prefix') or {}).get('sub_data_root', '')))
-    list_file = osp.join(root, ds['ann_file'])
-    classes = (ds.get('metainfo') or {}).get('classes') or check_voc.VOC_CLASSES
-    filter_cfg = ds.get('filter_cfg') or {}
-    training = key == 'train_dataloader' and bool(filter_cfg.get('filter_empty_gt'))
-    problems, notes = check_voc.check_split(voc, check_voc.read_ids(list_file), list_file,
-                                            tuple(classes), training=training)
-    for note in notes:
-        print(f'note: {note}', flush=True)
-    if problems:
-        more = f' (and {len(problems) - 1} more problems)' if len(problems) > 1 else ''
-        raise InputError(_needed_by(f'{problems[0]}{more}', key, cfg))
+@contextlib.contextmanager
+def dataset_errors(cfg, loader_keys):
+    """An ``InputError`` of a dataset built inside (the content checks of ``CheckedVOCDataset``) that names
+    its annotation file (``path``) gets the loader of ``loader_keys`` that reads that file and the config's
+    hint, as :func:`check_datasets` words its own errors."""
+    try:
+        yield
+    except InputError as e:
+        if e.path is None:
+            raise
+        for key, ds in _leaf_datasets(cfg, loader_keys):
+            if ds.get('ann_file') and osp.normpath(osp.join(ds.get('data_root') or '', ds['ann_file'])) == \
+                    osp.normpath(e.path):
+                raise InputError(_needed_by(str(e), key, cfg)) from e
+        raise
 
 
 def image_file_problem(path):

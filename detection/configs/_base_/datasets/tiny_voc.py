@@ -16,7 +16,7 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,  # must be False with num_workers=0
     dataset=dict(
-        _delete_=True, type='VOCDataset', data_root=data_root,
+        _delete_=True, type='CheckedVOCDataset', data_root=data_root,
         ann_file='VOC2007/ImageSets/Main/trainval.txt', data_prefix=dict(sub_data_root='VOC2007/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=32), pipeline=train_pipeline))
 val_dataloader = dict(

@@ -1,7 +1,11 @@
 # VOC07+12 trainval for training, VOC07 test for evaluation (mmdet's dataset base), with SSD's
 # augmentation and 300x300 input as in mmdet's configs/pascal_voc/ssd300_voc0712.py.
+# CheckedVOCDataset (detection/datasets.py, registered by the detection package that the model base's
+# custom_imports imports) is mmdet's VOCDataset checking its files as it reads them: missing or broken
+# JPEGs and XML, unknown classes, boxes outside their image, one line naming the files.
 _base_ = 'mmdet::_base_/datasets/voc0712.py'
 data_root = 'data/VOCdevkit/'
+dataset_type = 'CheckedVOCDataset'
 img_scale = (300, 300)  # SSD300 input
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -30,14 +34,14 @@ train_dataloader = dict(
         type='ConcatDataset',
         ignore_keys=['dataset_type'],  # VOC2007 and VOC2012 differ only in this meta key
         datasets=[
-            dict(type='VOCDataset', data_root=data_root,
+            dict(type=dataset_type, data_root=data_root,
                  ann_file=f'VOC{year}/ImageSets/Main/trainval.txt',
                  data_prefix=dict(sub_data_root=f'VOC{year}/'),
                  filter_cfg=dict(filter_empty_gt=True, min_size=32),
                  pipeline=train_pipeline)
             for year in (2007, 2012)
         ]))
-val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
+val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # VOC07 test is reported with the 11-point AP (the paper, MMDetection's zoo); area-based AP beside it,
 # and COCO-style AP (IoU 0.5:0.95, pycocotools) from the same ground truth converted on the fly
@@ -47,6 +51,6 @@ val_evaluator = [
     dict(type='CocoMetric', ann_file=None, metric='bbox', prefix='coco'),
 ]
 test_evaluator = val_evaluator
-# shown by tools/train.py and tools/eval.py when a dataset path is missing
+# shown by tools/train.py and tools/eval.py when a dataset path is missing or its files are broken
 data_prepare_hint = ('get Pascal VOC 2007+2012 as detection/README.md says, '
                      'then check it with: python tools/data/check_voc.py data/VOCdevkit')
