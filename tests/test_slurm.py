@@ -1,0 +1,326 @@
+"""The Slurm launcher (``tools/zoo/slurm.py``) on a real single-node Slurm cluster started by this file.
+
+The cluster (``tests/slurm_cluster.py``: munged, slurmctld, slurmd on localhost, its config in a temporary
+folder, no accounting) is started once per session and stopped by pid at the end. Without root or without
+Debian's ``slurm-wlm``/``munge`` the tests skip and say so; ``.ci/run`` installs both. ``SAU_ZOO_SLURM_TESTS=0``
+skips them too.
+
+First the launcher with small stand-in commands (a "training" that counts steps, saves a checkpoint per
+step and stops on USR2, an "evaluation" that writes the count as the metric), so that the fault handling is
+checked in seconds: states, the failing line, scancel and resubmission, the time limit (requeue from a
+checkpoint, the requeue bound), drained and downed nodes, and the run folder's markers when Slurm has
+forgotten a job (no accounting).
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS = osp.join(REPO, 'tests')
+for path in (REPO, TESTS):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import slurm_cluster  # noqa: E402
+from tools.zoo import slurm as zs  # noqa: E402
+
+SKIP = slurm_cluster.skip_reason()
+needs_slurm = pytest.mark.skipif(SKIP is not None, reason=f'no local Slurm: {SKIP}')
+pytest.importorskip('submitit')
+
+
+@pytest.fixture(scope='session')
+def cluster(tmp_path_factory):
+    """The session's Slurm cluster; SLURM_CONF points this process's clients (and submitit) at it."""
+    if SKIP is not None:
+        pytest.skip(f'no local Slurm: {SKIP}')
+    root = tmp_path_factory.mktemp('slurm')
+    c = slurm_cluster.SlurmCluster(root)
+    try:
+        c.start()
+    except slurm_cluster.ClusterUnavailable as e:
+        pytest.fail(f'the local Slurm cluster did not start: {e}')
+    print(f'\nlocal Slurm: daemons up, node idle in {c.start_seconds:.2f} s ({root})')
+    before = os.environ.get('SLURM_CONF')
+    os.environ['SLURM_CONF'] = c.conf
+    yield c
+    if before is None:
+        os.environ.pop('SLURM_CONF', None)
+    else:
+        os.environ['SLURM_CONF'] = before
+    c.stop()
+    for daemon, pid in c.pids.items():  # stop() forgets each pid it stopped
+        pytest.fail(f'{daemon} ({pid}) still registered after stop()')
+
+
+# ------------------------------------------------------------------ the cluster itself
+
+@needs_slurm
+def test_the_cluster_runs_two_srun_tasks_and_has_no_accounting(cluster):
+    proc = subprocess.run(['srun', '-n2', 'bash', '-c', 'echo $SLURM_PROCID $SLURM_NTASKS $SLURM_LOCALID '
+                           '$SLURM_JOB_NODELIST'], env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.split('\n')[:2]) == [f'0 2 0 {cluster.node}', f'1 2 1 {cluster.node}']
+    cpus = subprocess.run(['sinfo', '-h', '-N', '-o', '%c'], env=cluster.env, capture_output=True,
+                          text=True).stdout.split()
+    assert cpus == [str(os.cpu_count())]
+    assert not zs.sacct_available()  # state must come from squeue/scontrol and the markers
+    assert cluster.start_seconds < 30
+
+
+# ------------------------------------------------------------------ stand-in commands
+
+FAKE_TRAIN = r'''
+import json, os, signal, sys, time
+run_dir, steps, sleep = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+if '--fail' in sys.argv:
+    print('loading the config'); print("error: --cfg-options train_cfg.max_iters='abc': expected a number")
+    sys.exit(1)
+ckpt = os.path.join(run_dir, 'ckpt.json')
+step = json.load(open(ckpt))['step'] if '--resume' in sys.argv else 0
+print('start at step', step, flush=True)
+stop = []
+signal.signal(signal.SIGUSR2, lambda *_: stop.append(step))
+while step < steps:
+    time.sleep(sleep)
+    step += 1
+    with open(ckpt + '.tmp', 'w') as f:
+        json.dump({'step': step, 'seed': int(os.environ.get('FAKE_SEED', '0'))}, f)
+    os.replace(ckpt + '.tmp', ckpt)
+    with open(os.path.join(run_dir, 'last_checkpoint'), 'w') as f:
+        f.write(ckpt)
+    if stop:
+        print('USR2: saved at step', step, flush=True)
+        sys.exit(3)
+print('trained', step, flush=True)
+'''
+FAKE_EVAL = ('import json, sys; c = json.load(open(sys.argv[1])); '
+             'json.dump({"score": 10 * c["step"] + c["seed"]}, open(sys.argv[2], "w"))')
+
+
+@pytest.fixture(scope='module')
+def fake(tmp_path_factory):
+    root = tmp_path_factory.mktemp('fake')
+    script = root / 'fake_train.py'
+    script.write_text(FAKE_TRAIN)
+
+    def job(name, steps=4, sleep=0.2, extra=(), seed=0, **kw):
+        run_dir = str(root / name)
+        os.makedirs(run_dir, exist_ok=True)
+        return zs.RunJob(run_dir, [sys.executable, str(script), run_dir, str(steps), str(sleep), *extra],
+                         [sys.executable, '-c', FAKE_EVAL, '{checkpoint}', '{metrics}'], zs.PointerCheckpoint(),
+                         env={'FAKE_SEED': str(seed)}, **kw)
+    return dict(root=root, job=job)
+
+
+def score(job):
+    with open(osp.join(job.run_dir, 'metrics.json')) as f:
+        return json.load(f)['score']
+
+
+def wait_for(predicate, timeout, what, poll=0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+
+
+@needs_slurm
+def test_states_failure_line_cancel_and_resubmission(cluster, fake):
+    """One array: a run that finishes, one whose command fails, one cancelled mid-training. The failure is
+    reported with its log's error line; the cancelled run resumes from its checkpoint when resubmitted and ends
+    where an uninterrupted run ends."""
+    ok, bad, long = (fake['job']('ok', seed=1), fake['job']('bad', extra=['--fail']),
+                     fake['job']('long', steps=60, sleep=0.25, seed=2))
+    jobs = [ok, bad, long]
+    folder = str(fake['root'] / 'submitit')
+    ids, seconds = zs.submit(jobs, folder, zs.Resources(time='5'), 'fake')
+    assert len(ids) == 3 and len({i.split('_')[0] for i in ids}) == 1  # one job array
+    assert seconds < 10
+    states = zs.run_states([j.run_dir for j in jobs])
+    assert {s['state'] for s in states.values()} <= {'pending', 'running', 'done', 'failed'}
+
+    # cancel the long run once it has saved a few steps
+    wait_for(lambda: (json.load(open(osp.join(long.run_dir, 'ckpt.json')))['step'] >= 5
+                      if osp.isfile(osp.join(long.run_dir, 'ckpt.json')) else False), 60, 'the long run to train')
+    subprocess.run(['scancel', ids[2]], check=True, env=cluster.env)
+    states = zs.wait([j.run_dir for j in jobs], poll_s=1, timeout_s=120)
+    assert states[ok.run_dir]['state'] == 'done' and score(ok) == 10 * 4 + 1
+    assert states[bad.run_dir]['state'] == 'failed'
+    assert states[bad.run_dir]['error'] == "error: --cfg-options train_cfg.max_iters='abc': expected a number"
+    assert states[bad.run_dir]['log'] == osp.join(bad.run_dir, 'train.log')
+    assert states[long.run_dir]['state'] == 'cancelled'
+    saved = json.load(open(osp.join(long.run_dir, 'ckpt.json')))['step']
+    assert 5 <= saved < 60
+
+    # the rerun resubmits it; it continues from its checkpoint
+    ids2, _ = zs.submit([long], folder, zs.Resources(time='5'), 'fake')
+    states = zs.wait([long.run_dir], poll_s=1, timeout_s=120)
+    assert states[long.run_dir]['state'] == 'done'
+    assert score(long) == 10 * 60 + 2  # the uninterrupted run's value
+    log = open(osp.join(long.run_dir, 'train.log')).read()
+    assert f'start at step {saved}' in log and log.count('--resume') == 1
+    assert json.load(open(osp.join(long.run_dir, zs.JOB_FILE)))['history'] == [ids[2]]
+
+
+@needs_slurm
+def test_time_limit_requeues_from_a_checkpoint_then_the_bound_reports_timed_out(cluster, fake):
+    """``--time 1``, USR2 1 s before the limit: Slurm checks limits every 30 s and signals up to 30 s early, so
+    each attempt trains 29-59 s and then has at least 29 s to save before it is killed. The 60 s run saves on
+    the signal, is requeued, resumes and completes within its 3 requeues; a run allowed none is reported timed
+    out, its checkpoint kept."""
+    requeued = fake['job']('timelimit', steps=240, sleep=0.25, seed=3, max_requeues=3)
+    bounded = fake['job']('bounded', steps=1000, sleep=0.25, seed=4, max_requeues=0)
+    start = time.time()
+    zs.submit([requeued, bounded], str(fake['root'] / 'submitit'),
+              zs.Resources(time='1', signal_delay_s=1), 'fake')
+    states = zs.wait([requeued.run_dir, bounded.run_dir], poll_s=2, timeout_s=240)
+    assert states[requeued.run_dir]['state'] == 'done', states
+    assert score(requeued) == 10 * 240 + 3
+    marker = json.load(open(osp.join(requeued.run_dir, zs.STATE_FILE)))
+    log = open(osp.join(requeued.run_dir, 'train.log')).read()
+    assert marker['state'] == 'done' and 1 <= marker['requeues'] <= 3
+    assert log.count('USR2: saved at step') == log.count('--resume') == marker['requeues']
+    saved = [int(line.split()[-1]) for line in log.splitlines() if line.startswith('USR2: saved at step')]
+    started = [int(line.split()[-1]) for line in log.splitlines() if line.startswith('start at step')]
+    assert started == [0] + saved  # each attempt continued where the previous one saved
+    assert states[bounded.run_dir]['state'] == 'timed_out'
+    assert 'time limit reached 1 times (0 requeues, the bound)' in states[bounded.run_dir]['error']
+    assert 0 < json.load(open(osp.join(bounded.run_dir, 'ckpt.json')))['step'] < 1000
+    assert 'USR2: saved at step' in open(osp.join(bounded.run_dir, 'train.log')).read()
+    assert time.time() - start < 240
+
+
+@needs_slurm
+def test_drained_then_downed_node_loses_nothing(cluster, fake):
+    """Drain while a run trains: it goes on, the next one waits (pending). Down: the running run is requeued
+    (Slurm's JobRequeue), waits for the node, resumes from its checkpoint and ends with the uninterrupted value."""
+    first, second = fake['job']('drain1', steps=40, sleep=0.25, seed=5), fake['job']('drain2', steps=40,
+                                                                                         sleep=0.25, seed=6)
+    dirs = [first.run_dir, second.run_dir]
+    ids, _ = zs.submit([first, second], str(fake['root'] / 'submitit'), zs.Resources(time='5', max_parallel=1),
+                       'fake')
+    try:
+        wait_for(lambda: osp.isfile(osp.join(first.run_dir, 'ckpt.json')), 60, 'the first run to train')
+        cluster.set_node_state('drain')
+        time.sleep(3)
+        states = zs.run_states(dirs)
+        assert [states[d]['state'] for d in dirs] == ['running', 'pending']
+        assert cluster.node_state().startswith('drain')
+        wait_for(lambda: zs.run_state(first.run_dir)['state'] == 'done', 60, 'the first run under drain')
+        time.sleep(3)
+        assert zs.run_state(second.run_dir)['state'] == 'pending'  # the drained node takes no new job
+        cluster.set_node_state('resume')
+        wait_for(lambda: osp.isfile(osp.join(second.run_dir, 'ckpt.json')), 60, 'the second run to train')
+        cluster.set_node_state('down')
+        wait_for(lambda: zs.run_state(second.run_dir)['state'] == 'pending', 30, 'the requeue')
+        saved = json.load(open(osp.join(second.run_dir, 'ckpt.json')))['step']
+    finally:
+        cluster.set_node_state('resume')
+    states = zs.wait(dirs, poll_s=1, timeout_s=120)
+    assert [states[d]['state'] for d in dirs] == ['done', 'done']
+    assert (score(first), score(second)) == (10 * 40 + 5, 10 * 40 + 6)
+    log = open(osp.join(second.run_dir, 'train.log')).read()
+    assert f'start at step {saved}' in log and saved < 40
+    restarts = subprocess.run(['scontrol', 'show', 'job', ids[1]], capture_output=True, text=True).stdout
+    assert 'Restarts=1' in restarts
+
+
+@needs_slurm
+def test_multi_task_run_trains_on_every_task_and_evaluates_on_task_0(cluster, fake):
+    job = fake['job']('two_tasks', steps=2, seed=7)
+    # every task says who it is; task 0 trains (the stand-in's files are not written by two processes)
+    job.train = [sys.executable, '-c',
+                 'import os, runpy, sys; rank = os.environ["SLURM_PROCID"]; print("rank", rank, "of", '
+                 'os.environ["SLURM_NTASKS"], flush=True); sys.argv = sys.argv[1:]; '
+                 'rank == "0" and runpy.run_path(sys.argv[0], run_name="__main__")', *job.train[1:]]
+    zs.submit([job], str(fake['root'] / 'submitit'), zs.Resources(time='5', tasks_per_node=2), 'fake')
+    states = zs.wait([job.run_dir], poll_s=1, timeout_s=60)
+    assert states[job.run_dir]['state'] == 'done' and score(job) == 10 * 2 + 7
+    assert 'rank 0 of 2' in open(osp.join(job.run_dir, 'train.log')).read()
+    assert 'rank 1 of 2' in open(osp.join(job.run_dir, 'train.log.task1')).read()
+    assert not osp.exists(osp.join(job.run_dir, 'eval.log.task1'))  # evaluation ran once
+
+
+# ------------------------------------------------------------------ state without Slurm's memory
+
+def test_markers_decide_once_slurm_has_forgotten_the_job(tmp_path):
+    """No accounting and past MinJobAge: squeue/scontrol no longer know the job; the markers say it all."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    assert zs.run_state(str(run), known={})['state'] == 'new'
+    (run / zs.JOB_FILE).write_text(json.dumps({'job_id': '17_3', 'stdout': 'x.out'}))
+    assert zs.run_state(str(run), known={'17_3': ('PENDING', 'Priority')})['state'] == 'pending'
+    assert zs.run_state(str(run), known={'17_3': ('REQUEUED', '')})['state'] == 'pending'
+    assert zs.run_state(str(run), known={'17_3': ('RUNNING', '')})['state'] == 'running'
+    assert zs.run_state(str(run), known={'17_3': ('TIMEOUT', 'TimeLimit')})['state'] == 'timed_out'
+    assert zs.run_state(str(run), known={'17_3': ('CANCELLED', '')})['state'] == 'cancelled'
+    # forgotten, no end marker: killed from outside
+    forgotten = zs.run_state(str(run), known={})
+    assert forgotten['state'] == 'cancelled' and '17_3 ended without an end marker' in forgotten['error']
+    (run / zs.STATE_FILE).write_text(json.dumps({'state': 'running'}))
+    assert zs.run_state(str(run), known={})['state'] == 'cancelled'
+    (run / zs.STATE_FILE).write_text(json.dumps({'state': 'failed', 'error': 'error: bad', 'log': 'l'}))
+    assert zs.run_state(str(run), known={}) == dict(state='failed', job_id='17_3', log='l', error='error: bad',
+                                                    slurm='unknown to Slurm')
+    # Slurm's FAILED for a run that reached the requeue bound: the marker's timed_out wins
+    (run / zs.STATE_FILE).write_text(json.dumps({'state': 'timed_out', 'error': 'time limit reached 4 times'}))
+    assert zs.run_state(str(run), known={'17_3': ('FAILED', 'NonZeroExitCode')})['state'] == 'timed_out'
+    assert zs.run_state(str(run), known={})['state'] == 'timed_out'
+    # a COMPLETED job without metrics.json did not do its work
+    (run / zs.STATE_FILE).unlink()
+    assert zs.run_state(str(run), known={'17_3': ('COMPLETED', '')})['state'] == 'failed'
+    (run / 'metrics.json').write_text('{}')
+    assert zs.run_state(str(run), known={'17_3': ('FAILED', '')})['state'] == 'done'
+
+
+def test_last_error_line(tmp_path):
+    log = tmp_path / 'train.log'
+    log.write_text('$ tools/train.py\nerror: dataset path not found: x\nmore\n')
+    assert zs.last_error_line(str(log)) == 'error: dataset path not found: x'
+    log.write_text('Traceback (most recent call last):\n  File "x", line 1\nValueError: bad value\n\n')
+    assert zs.last_error_line(str(log)) == 'ValueError: bad value'
+    log.write_text('starting\nkilled\n')
+    assert zs.last_error_line(str(log)) == 'killed'
+    assert zs.last_error_line(str(tmp_path / 'missing.log')) == ''
+
+
+def test_resources_and_time_formats():
+    assert [zs.parse_time(t) for t in ('90', '1:30', '2:00:00', '1-0', '1-02:03', '0:0:1')] == [
+        90, 2, 120, 1440, 1563, 1]
+    with pytest.raises(zs.SlurmError, match='--time'):
+        zs.parse_time('2h')
+    assert zs.parse_sbatch_options(['account=proj', '--qos=high', 'exclusive']) == {
+        'account': 'proj', 'qos': 'high', 'exclusive': True}
+    with pytest.raises(zs.SlurmError, match='KEY=VALUE'):
+        zs.parse_sbatch_options(['=x'])
+    r = zs.Resources(partition='gpu', gpus_per_run=8, nodes_per_run=2, cpus_per_task=4, mem='64G',
+                     time='1-00:00:00', max_parallel=10, sbatch={'account': 'proj'})
+    assert (r.tasks_per_node, r.tasks, r.gpus_per_node, r.timeout_min) == (4, 8, 4, 1440)
+    p = r.executor_parameters('sau')
+    assert (p['nodes'], p['tasks_per_node'], p['gpus_per_node'], p['slurm_array_parallelism'], p['slurm_mem'],
+            p['slurm_partition'], p['slurm_additional_parameters']) == (2, 4, 4, 10, '64G', 'gpu', {'account': 'proj'})
+    with pytest.raises(zs.SlurmError, match='multiple'):
+        zs.Resources(gpus_per_run=3, nodes_per_run=2)
+    assert zs.Resources(time='1').signal_delay_s == 15  # a limit shorter than twice the delay: a quarter of it
+    assert zs.Resources(time='60').signal_delay_s == 300
+
+
+def test_job_script_is_one_array_with_the_resources(tmp_path):
+    r = zs.Resources(partition='gpu', gpus_per_run=2, cpus_per_task=6, mem='32G', time='12:00:00',
+                     max_parallel=3, sbatch={'account': 'proj'})
+    script = zs.job_script(str(tmp_path / 'submitit'), r, 'sau-seg', 45)
+    for line in ('#SBATCH --array=0-44%3', '#SBATCH --partition=gpu', '#SBATCH --gpus-per-node=2',
+                 '#SBATCH --ntasks-per-node=2', '#SBATCH --cpus-per-task=6', '#SBATCH --mem=32G',
+                 '#SBATCH --time=720', '#SBATCH --signal=USR2@300', '#SBATCH --account=proj',
+                 '#SBATCH --job-name=sau-seg'):
+        assert line in script.splitlines(), (line, script)
+    assert 'srun --unbuffered' in script and '-m submitit.core._submit' in script
