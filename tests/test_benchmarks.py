@@ -24,11 +24,12 @@ def table_rows(output):
 
 
 @pytest.mark.parametrize('argv, baseline, ratio_columns', [
-    (['tools/benchmark_detection.py', '--batch', '1', '--steps', '1', '--warmup', '0'], 'relu', [4, 5, 6]),
-    (['tools/benchmark_segmentation.py', '--size', '32', '64', '--steps', '1', '--warmup', '0', '--rounds', '1'],
+    (['tools/benchmarks/detection.py', '--batch', '1', '--steps', '1', '--warmup', '0', '--rounds', '1'], 'relu',
+     [3, 4]),
+    (['tools/benchmarks/segmentation.py', '--size', '32', '64', '--steps', '1', '--warmup', '0', '--rounds', '1'],
      'relu', [5, 6, 7]),
-    (['tools/benchmark_translation.py', '--layers', '1', '--vocab', '200', '--sentences', '2', '--length', '4',
-      '--steps', '1', '--warmup', '0'], 'relu', [4, 5]),
+    (['tools/benchmarks/translation.py', '--layers', '1', '--vocab', '200', '--sentences', '2', '--length', '4',
+      '--steps', '1', '--warmup', '0', '--rounds', '1'], 'relu', [4, 5]),
 ], ids=['detection', 'segmentation', 'translation'])
 def test_task_benchmark_prints_ratios_to_the_baseline(argv, baseline, ratio_columns):
     rows = table_rows(run_tool(*argv))
@@ -40,8 +41,15 @@ def test_task_benchmark_prints_ratios_to_the_baseline(argv, baseline, ratio_colu
         assert rows['sau'][7] == '1.000'
 
 
+def test_task_benchmark_runs_as_a_module_against_any_baseline():
+    rows = table_rows(run_tool('-m', 'tools.benchmarks.translation', '--acts', 'relu,sau', '--baseline', 'sau',
+                               '--layers', '1', '--vocab', '200', '--sentences', '2', '--length', '4', '--steps', '1',
+                               '--warmup', '0', '--rounds', '1', '--device', 'cpu'))
+    assert rows['sau'][4] == rows['sau'][5] == '1.000' and rows['relu'][4] != '1.000'
+
+
 def test_task_benchmark_reports_a_failed_worker_in_one_line():
-    proc = subprocess.run([sys.executable, 'tools/benchmark_detection.py', '--acts', 'nosuch'],
+    proc = subprocess.run([sys.executable, 'tools/benchmarks/detection.py', '--acts', 'nosuch'],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.startswith('error: the benchmark of nosuch failed (exit 1):')
@@ -49,7 +57,7 @@ def test_task_benchmark_reports_a_failed_worker_in_one_line():
 
 
 def test_activation_benchmark_times_every_activation():
-    output = run_tool('tools/benchmark_activation.py', '--sizes', '0.01', '--rounds', '1')
+    output = run_tool('tools/benchmarks/activation.py', '--sizes', '0.01', '--rounds', '1')
     rows = table_rows(output)
     assert rows['GELU'][2] == '1.00'
     assert rows['SAU (fused)'][3] == '1.00' and rows['SAU (fused, in place)'][3] == '1.00'

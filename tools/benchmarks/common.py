@@ -1,20 +1,32 @@
-"""What the task benchmarks (``tools/benchmark_{detection,segmentation,translation}.py``) share.
+"""What the task benchmarks (``tools/benchmarks/{detection,segmentation,translation}.py``) share.
 
-Each activation runs in a subprocess of its own, so that its memory high-water mark is its own; the
-subprocesses alternate over rounds (reversing the order every other round) so that slow drifts of a shared
-machine hit every activation alike, and the best round of each is reported as ratios to the first
-activation. In the worker, :class:`MemoryMeter` reads the peak memory (CPU: peak RSS; CUDA: peak allocated).
+One convention: ``--acts a,b`` (comma-separated activations), ``--baseline NAME`` (the activation the ratio
+columns divide by, default relu; no ratios when it is not measured), ``--device {cpu,cuda}``, ``--rounds N``.
+
+Each activation runs in a subprocess of its own (``python -m tools.benchmarks.<task> --worker ACT``), so that
+its memory high-water mark is its own; the subprocesses alternate over rounds (reversing the order every other
+round) so that slow drifts of a shared machine hit every activation alike, and the best round of each is
+reported. Memory has one definition, :class:`MemoryMeter`'s *step memory*.
 """
+import argparse
 import json
+import os
+import os.path as osp
 import resource
 import subprocess
 import sys
 import time
 
+from tools.zoo import REPO_ROOT
+from tools.zoo.errors import InputError
+
 
 class MemoryMeter:
-    """Peak memory of this process in bytes: ``total()`` since it started, ``growth()`` over what it held
-    when ``start()`` was called (model and input: the rest is what the training steps add)."""
+    """Step memory, the benchmarks' one memory figure: the peak memory of the process over the training steps
+    minus what it held when :meth:`start` was called, just before the first step (model, optimizer state
+    buffers already made, input, the activation's kernels loaded): what the steps add, i.e. the activations kept
+    for backward, the gradients and the optimizer's state. CPU: peak RSS over the RSS at ``start``; CUDA: peak
+    allocated over allocated at ``start``."""
 
     def __init__(self, device):
         self.cuda = device.type == 'cuda'
@@ -27,20 +39,37 @@ class MemoryMeter:
         with open('/proc/self/statm') as f:  # resident pages now
             return int(f.read().split()[1]) * resource.getpagesize()
 
+    def _peak(self):
+        if self.cuda:
+            import torch
+            return torch.cuda.max_memory_allocated()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
     def start(self):
         if self.cuda:
             import torch
             torch.cuda.reset_peak_memory_stats()
         self.base = self._now()
 
-    def total(self):
-        if self.cuda:
-            import torch
-            return torch.cuda.max_memory_allocated()
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    def step_mib(self):
+        return (self._peak() - self.base) / 2**20
 
-    def growth(self):
-        return self.total() - self.base
+
+def add_arguments(parser, acts='relu,sau', rounds=1):
+    """The flags every task benchmark takes, and the internal ``--worker``."""
+    parser.add_argument('--acts', default=acts, help=f'comma-separated activations (default {acts})')
+    parser.add_argument('--baseline', default='relu', help='the activation the ratios divide by (default relu)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument('--rounds', type=int, default=rounds,
+                        help=f'alternate the activations this often, report the best (default {rounds})')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: run one activation, print JSON
+
+
+def parse_acts(text):
+    acts = [a.strip() for a in text.split(',') if a.strip()]
+    if not acts:
+        raise InputError('--acts: give at least one activation')
+    return acts
 
 
 def time_steps(step, warmup, steps, device):
@@ -58,17 +87,22 @@ def time_steps(step, warmup, steps, device):
 
 
 def run_workers(script, acts, rounds, worker_args):
-    """Runs ``python script --worker ACT *worker_args`` for each activation, ``rounds`` times interleaved;
-    each worker prints one JSON object as its last line. Returns {act: [result of each round]}; exits with
-    the worker's last lines of stderr when one fails."""
+    """Runs ``python -m <script's module> --worker ACT *worker_args`` for each activation, ``rounds`` times
+    interleaved; each worker prints one JSON object as its last line. Returns {act: [result of each round]};
+    InputError with the worker's last lines of stderr when one fails.
+
+    As modules: run as a file, ``tools/benchmarks/`` would come first on the worker's path, and its
+    ``detection.py`` and ``segmentation.py`` would hide the task packages the configs import.
+    """
+    module = osp.splitext(osp.relpath(osp.abspath(script), REPO_ROOT))[0].replace(os.sep, '.')
     results = {act: [] for act in acts}
     for r in range(rounds):
         for act in (acts if r % 2 == 0 else acts[::-1]):
-            proc = subprocess.run([sys.executable, script, '--worker', act, *worker_args],
+            proc = subprocess.run([sys.executable, '-m', module, '--worker', act, *worker_args],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 tail = '\n'.join(proc.stderr.strip().splitlines()[-5:])
-                raise SystemExit(f'error: the benchmark of {act} failed (exit {proc.returncode}):\n{tail}')
+                raise InputError(f'the benchmark of {act} failed (exit {proc.returncode}):', details=tail)
             results[act].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     return results
 
@@ -77,6 +111,16 @@ def best_of(results, keys):
     """The minimum over rounds of each key, per activation, each key on its own (time and memory may come from
     different rounds: each column's least-disturbed one)."""
     return {act: {key: min(r[key] for r in runs) for key in keys} for act, runs in results.items()}
+
+
+def ratio_columns(best, baseline, columns):
+    """``(header cells, {act: cells})``: each of ``columns`` (``[(key, label)]``) divided by the baseline's,
+    to 3 decimals; none when the baseline was not among the activations measured."""
+    base = best.get(baseline)
+    if base is None:
+        return [], {act: [] for act in best}
+    return ([f'{label} / {baseline}' for _, label in columns],
+            {act: [f'{b[key] / base[key]:.3f}' for key, _ in columns] for act, b in best.items()})
 
 
 def print_table(header, rows):

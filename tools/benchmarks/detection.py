@@ -1,13 +1,12 @@
-"""Training-step time and peak memory of SSD300-VGG16-BN with SAU vs ReLU (or any --acts), same input.
+"""Training-step time and memory of SSD300-VGG16-BN with SAU vs ReLU (or any --acts), same input.
 
-Each activation runs in its own subprocess, alternating over --rounds (``benchmark_common``); a step is
-forward + multibox loss + backward + SGD step on one fixed synthetic batch. Memory: the peak (CUDA
-``max_memory_allocated``; CPU peak RSS) over the training steps, as a total and as the growth over what the
-process held before its first step (model and input): that growth is the activations, gradients and
-optimizer state of a step.
+Each activation runs in its own subprocess, alternating over --rounds (``common``); a step is forward +
+multibox loss + backward + SGD step on one fixed synthetic batch. Memory: ``common.MemoryMeter``'s step
+memory (what the training steps add to what the process held before the first: activations, gradients and
+optimizer state).
 
-Usage: python tools/benchmark_detection.py [--config detection/configs/ssd300_sau.py]
-           [--acts relu,sau] [--batch 2] [--steps 3] [--warmup 1] [--rounds 1] [--device cpu]
+Usage: python tools/benchmarks/detection.py [--config detection/configs/ssd300_sau.py] [--acts relu,sau]
+           [--baseline relu] [--batch 2] [--steps 3] [--warmup 1] [--rounds 1] [--device cpu]
 """
 import argparse
 import json
@@ -15,10 +14,12 @@ import os.path as osp
 import statistics
 import sys
 
-import zoo_cli  # noqa: I100  (first: it quiets mmengine's import-time warnings)
-from benchmark_common import MemoryMeter, best_of, print_table, run_workers, time_steps
+from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_table, ratio_columns,
+                                     run_workers, time_steps)
+from tools.zoo import REPO_ROOT
+from tools.zoo.errors import run_main
 
-DEFAULT_CONFIG = osp.join(zoo_cli.REPO_ROOT, 'detection', 'configs', 'ssd300_sau.py')
+DEFAULT_CONFIG = osp.join(REPO_ROOT, 'detection', 'configs', 'ssd300_sau.py')
 
 
 def synthetic_batch(batch, device, seed=0):
@@ -42,11 +43,12 @@ def synthetic_batch(batch, device, seed=0):
 
 def worker(args):
     """One activation in this process; prints one JSON line."""
+    from tools.zoo import config  # (first: it quiets mmengine's import-time warnings)
     import torch
     from mmengine.registry import init_default_scope
     torch.manual_seed(0)
-    cfg = zoo_cli.load_config(args.config)
-    zoo_cli.apply_act(cfg, args.worker)
+    cfg = config.load_config(args.config)
+    config.apply_act(cfg, args.worker)
     init_default_scope('mmdet')
     from mmengine.utils import import_modules_from_strings
     import_modules_from_strings(**cfg.custom_imports)
@@ -67,37 +69,31 @@ def worker(args):
     memory.start()
     times = time_steps(step, args.warmup, args.steps, device)
     print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), times=times,
-                          step_mib=memory.growth() / 2**20, total_mib=memory.total() / 2**20)))
+                          step_mib=memory.step_mib())))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG)
-    parser.add_argument('--acts', default='relu,sau', help='comma-separated; the first is the baseline')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--steps', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--rounds', type=int, default=1, help='alternate the activations this often')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: run one activation, print JSON
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
         return 0
-    acts = args.acts.split(',')
-    results = run_workers(osp.abspath(__file__), acts, args.rounds,
+    acts = parse_acts(args.acts)
+    results = run_workers(__file__, acts, args.rounds,
                           ['--config', args.config, '--batch', str(args.batch), '--steps', str(args.steps),
                            '--warmup', str(args.warmup), '--device', args.device])
-    best = best_of(results, ('step_s', 'step_mib', 'total_mib'))
-    base = best[acts[0]]
+    best = best_of(results, ('step_s', 'step_mib'))
+    ratios, cells = ratio_columns(best, args.baseline, [('step_s', 'time'), ('step_mib', 'step memory')])
     print(f'SSD300 training step, batch {args.batch}, {args.device}, {args.steps} timed steps '
           f'(median) after {args.warmup} warm-up, best of {args.rounds} round(s); config '
-          f'{osp.relpath(args.config, zoo_cli.REPO_ROOT)}')
-    print_table(['activation', 'step time (s)', 'step memory (MiB)', 'peak memory (MiB)', f'time / {acts[0]}',
-                 f'step memory / {acts[0]}', f'peak memory / {acts[0]}'],
-                [[act, f'{b["step_s"]:.3f}', f'{b["step_mib"]:.0f}', f'{b["total_mib"]:.0f}',
-                  f'{b["step_s"] / base["step_s"]:.3f}', f'{b["step_mib"] / base["step_mib"]:.3f}',
-                  f'{b["total_mib"] / base["total_mib"]:.3f}'] for act, b in best.items()])
+          f'{osp.relpath(args.config, REPO_ROOT)}')
+    print_table(['activation', 'step ms', 'step memory (MiB)'] + ratios,
+                [[act, f'{1000 * b["step_s"]:.1f}', f'{b["step_mib"]:.0f}'] + cells[act] for act, b in best.items()])
     for act in acts:
         print(f'{act}: step times per round (s): '
               + '; '.join(', '.join(f'{t:.2f}' for t in r['times']) for r in results[act]))
@@ -105,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(zoo_cli.run_main(main))
+    sys.exit(run_main(main))

@@ -1,20 +1,19 @@
-"""Training-step time and peak memory of the segmentation U-Net with SAU vs ReLU, side by side.
+"""Training-step time and memory of the segmentation U-Net with SAU vs ReLU, side by side.
 
-    python tools/benchmark_segmentation.py                       # full-width U-Net, batch 2 of 128x256
-    python tools/benchmark_segmentation.py --acts sau relu gelu --size 64 128 --batch 4 --threads 1
-    python tools/benchmark_segmentation.py --acts relu sau sau:inplace=False   # SAU without MMCV's in-place
+    python tools/benchmarks/segmentation.py                       # full-width U-Net, batch 2 of 128x256
+    python tools/benchmarks/segmentation.py --acts sau,relu,gelu --size 64 128 --batch 4 --threads 1
+    python tools/benchmarks/segmentation.py --acts relu,sau,sau:inplace=False   # SAU without MMCV's in-place
 
 MMCV's ConvModule asks its activation to run in place: ReLU and SAU then overwrite the BN output and keep only
 their output for backward; an activation that keeps its input (GELU, SAU with inplace=False) keeps one more
 activation-sized tensor per layer.
-Each activation runs in its own subprocess (``benchmark_common``), on the same seeded input and labels, the
-same config with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is forward + loss + backward + Adam
-update of the model as the config builds it (data loading excluded). Time: median over the timed steps, then
-the minimum over ``--rounds`` interleaved subprocess runs (the least-disturbed run on a shared machine).
-Peak memory: the peak (CPU: RSS; CUDA: allocated) over the steps minus what the process held before the
-first step (model, input and the activation's kernels already loaded), i.e. what the training steps add,
-Adam's state included. RSS depends on the allocator, so also ``saved MiB``: the unique storages autograd
-saves for backward in one forward, exact and repeatable.
+Each activation runs in its own subprocess (``common``), on the same seeded input and labels, the same config
+with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is forward + loss + backward + Adam update of the
+model as the config builds it (data loading excluded). Time: median over the timed steps, then the minimum over
+``--rounds`` interleaved subprocess runs (the least-disturbed run on a shared machine). Memory:
+``common.MemoryMeter``'s step memory (what the training steps add to what the process held before the first,
+the activation's kernels already loaded; Adam's state included). RSS depends on the allocator, so also
+``saved MiB``: the unique storages autograd saves for backward in one forward, exact and repeatable.
 """
 import argparse
 import json
@@ -23,20 +22,22 @@ import os.path as osp
 import statistics
 import sys
 
-from benchmark_common import MemoryMeter, best_of, print_table, run_workers, time_steps
+from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_table, ratio_columns,
+                                     run_workers, time_steps)
+from tools.zoo import REPO_ROOT
+from tools.zoo.errors import run_main
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEFAULT_CONFIG = osp.join(REPO, 'segmentation', 'configs', 'unet_sau_cityscapes.py')
+DEFAULT_CONFIG = osp.join(REPO_ROOT, 'segmentation', 'configs', 'unet_sau_cityscapes.py')
 
 
 def parse_act(spec):
-    """``NAME`` or ``NAME:key=value,...`` (e.g. ``relu:inplace=False``) -> an ``act_cfg`` dict."""
+    """``NAME`` or ``NAME:key=value:...`` (e.g. ``sau:inplace=False``) -> an ``act_cfg`` dict."""
     import ast
 
     import sau_core
-    name, _, options = spec.partition(':')
+    name, *options = spec.split(':')
     act = sau_core.act_cfg(name)
-    for item in filter(None, options.split(',')):
+    for item in filter(None, options):
         key, _, value = item.partition('=')
         act[key] = ast.literal_eval(value)
     return act
@@ -45,7 +46,6 @@ def parse_act(spec):
 def worker(args):
     """Runs in the subprocess: build, step, print one JSON line."""
     import torch
-    sys.path.insert(0, REPO)
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.structures import PixelData
@@ -93,7 +93,7 @@ def worker(args):
     memory = MemoryMeter(device)
     memory.start()
     times = time_steps(step, args.warmup, args.steps, device)
-    peak_mib = memory.growth() / 2**20
+    step_mib = memory.step_mib()
     # Allocator-independent: the bytes autograd keeps for backward in one forward (unique storages).
     saved = {}
 
@@ -106,29 +106,24 @@ def worker(args):
         losses = model(x, samples, mode='loss')
     del losses
     n_act = sum(type(m).__name__ == act['type'] for m in model.modules())
-    print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), peak_mib=peak_mib,
+    print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), step_mib=step_mib,
                           saved_mib=sum(saved.values()) / 2**20, activations=n_act)))
 
 
 def run(args):
-    results = run_workers(osp.abspath(__file__), args.acts, args.rounds,
+    results = run_workers(__file__, parse_acts(args.acts), args.rounds,
                           ['--config', args.config, '--batch', str(args.batch), '--size', *map(str, args.size),
                            '--steps', str(args.steps), '--warmup', str(args.warmup), '--threads', str(args.threads),
                            '--device', args.device])
-    best = best_of(results, ('step_s', 'peak_mib', 'saved_mib', 'activations'))
-    base = best.get(args.baseline)
-    print(f'config {osp.relpath(args.config, REPO)}; batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}; '
+    best = best_of(results, ('step_s', 'step_mib', 'saved_mib', 'activations'))
+    ratios, cells = ratio_columns(best, args.baseline,
+                                  [('step_s', 'time'), ('step_mib', 'step memory'), ('saved_mib', 'saved')])
+    print(f'config {osp.relpath(args.config, REPO_ROOT)}; batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}; '
           f'device {args.device}; {args.threads} thread(s); {args.steps} timed steps after {args.warmup}, '
           f'best of {args.rounds} runs')
-    ratios = [f'time/{args.baseline}', f'peak/{args.baseline}', f'saved/{args.baseline}'] if base else []
-    rows = []
-    for act, b in best.items():
-        row = [act, str(b['activations']), f'{1000 * b["step_s"]:.1f}', f'{b["peak_mib"]:.1f}',
-               f'{b["saved_mib"]:.1f}']
-        if base:
-            row += [f'{b[key] / base[key]:.3f}' for key in ('step_s', 'peak_mib', 'saved_mib')]
-        rows.append(row)
-    print_table(['act', 'layers', 'step ms', 'peak MiB', 'saved MiB'] + ratios, rows)
+    print_table(['activation', 'layers', 'step ms', 'step memory (MiB)', 'saved MiB'] + ratios,
+                [[act, str(b['activations']), f'{1000 * b["step_s"]:.1f}', f'{b["step_mib"]:.1f}',
+                  f'{b["saved_mib"]:.1f}'] + cells[act] for act, b in best.items()])
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(settings=vars(args), runs=results, best=best), f, indent=2)
@@ -138,23 +133,20 @@ def run(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=DEFAULT_CONFIG)
-    parser.add_argument('--acts', nargs='+', default=['relu', 'sau'])
-    parser.add_argument('--baseline', default='relu')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, nargs=2, default=(128, 256), metavar=('H', 'W'))
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--rounds', '--repeats', type=int, default=2,
-                        help='alternate the activations this often (as the other task benchmarks)')
     parser.add_argument('--threads', type=int, default=int(os.environ.get('OMP_NUM_THREADS', 1)))
-    parser.add_argument('--device', default='cpu')
     parser.add_argument('--json', help='also write the raw runs here')
-    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    add_arguments(parser, rounds=2)
     args = parser.parse_args(argv)
     if args.worker:
-        return worker(args)
-    run(args)
+        worker(args)
+    else:
+        run(args)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))

@@ -1,22 +1,23 @@
 #!/usr/bin/env python
-"""Training throughput and peak memory of fairseq's transformer_wmt_en_de with SAU vs ReLU.
+"""Training throughput and memory of fairseq's transformer_wmt_en_de with SAU vs ReLU.
 
-    python tools/benchmark_translation.py                      # base sizes, 6+6 layers, CPU
-    python tools/benchmark_translation.py --layers 2 --steps 5 # quicker
+    python tools/benchmarks/translation.py                       # base sizes, 6+6 layers, CPU
+    python tools/benchmarks/translation.py --layers 2 --steps 5  # quicker
 
-Each activation runs in its own process (``benchmark_common``), alternating over --rounds: fairseq builds the model
-through its own argument parser and ``TransformerModel.build_model`` with ``--user-dir
-translation``, and each step is fairseq's ``label_smoothed_cross_entropy`` forward, backward and an
-Adam step on a fixed random batch. Words/s counts target tokens, as fairseq's ``wps``. Not a test.
+Each activation runs in its own process (``common``), alternating over --rounds: fairseq builds the model
+through its own argument parser and ``TransformerModel.build_model`` with ``--user-dir translation``, and each
+step is fairseq's ``label_smoothed_cross_entropy`` forward, backward and an Adam step on a fixed random batch.
+Words/s counts target tokens, as fairseq's ``wps``. Memory: ``common.MemoryMeter``'s step memory (what the
+training steps add to what the process held before the first). Not a test.
 """
 import argparse
 import json
 import statistics
-from pathlib import Path
+import sys
 
-from benchmark_common import MemoryMeter, best_of, print_table, run_workers, time_steps
-
-ROOT = Path(__file__).resolve().parents[1]
+from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_table, ratio_columns,
+                                     run_workers, time_steps)
+from tools.zoo.errors import run_main
 
 
 def build(act, layers, vocab):
@@ -30,7 +31,8 @@ def build(act, layers, vocab):
     for i in range(vocab - len(dictionary)):
         dictionary.add_symbol(f'w{i}')
     parser = options.get_training_parser()
-    argv = ['/dev/null', '--user-dir', str(ROOT / 'translation'), '--arch', 'transformer_wmt_en_de',
+    from translation.runner import USER_DIR
+    argv = ['/dev/null', '--user-dir', USER_DIR, '--arch', 'transformer_wmt_en_de',
             '--activation-fn', act, '--share-all-embeddings', '--encoder-layers', str(layers),
             '--decoder-layers', str(layers), '--criterion', 'label_smoothed_cross_entropy',
             '--label-smoothing', '0.1', '--task', 'translation', '-s', 'en', '-t', 'de']
@@ -46,16 +48,18 @@ def run_one(args):
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     model, criterion, dictionary = build(args.worker, args.layers, args.vocab)
-    model.train()
+    model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
     bsz, length = args.sentences, args.length
     tokens = torch.randint(dictionary.nspecial, len(dictionary), (bsz, length))
     prev = torch.cat([torch.full((bsz, 1), dictionary.eos()), tokens[:, :-1]], 1)
-    sample = {'id': torch.arange(bsz), 'nsentences': bsz, 'ntokens': bsz * length, 'target': tokens,
-              'net_input': {'src_tokens': tokens.flip(1), 'src_lengths': torch.full((bsz,), length),
-                            'prev_output_tokens': prev}}
-    memory = MemoryMeter(torch.device('cpu'))
+    sample = {'id': torch.arange(bsz), 'nsentences': bsz, 'ntokens': bsz * length, 'target': tokens.to(device),
+              'net_input': {'src_tokens': tokens.flip(1).to(device),
+                            'src_lengths': torch.full((bsz,), length, device=device),
+                            'prev_output_tokens': prev.to(device)}}
+    memory = MemoryMeter(device)
     memory.start()
 
     def step():
@@ -64,19 +68,18 @@ def run_one(args):
         loss.backward()
         optimizer.step()
 
-    median = statistics.median(time_steps(step, args.warmup, args.steps, torch.device('cpu')))
+    median = statistics.median(time_steps(step, args.warmup, args.steps, device))
     alphas = sum(1 for name, _ in model.named_parameters() if name.endswith('activation_fn.alpha'))
     # fairseq 0.12.2's encoder layers also hold unused copies of their weights for its inference fast
     # path (in_proj_weight, fc1_weight, ...): count only the parameters that train
     trained = sum(p.numel() for p in model.parameters() if p.grad is not None)
     print(json.dumps({'act': args.worker, 'step_s': median, 'words_per_s': bsz * length / median,
-                      'peak_rss_mb': memory.total() / 2**20, 'sau_alphas': alphas, 'params_m': trained / 1e6,
+                      'step_mib': memory.step_mib(), 'sau_alphas': alphas, 'params_m': trained / 1e6,
                       'threads': torch.get_num_threads()}))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--acts', default='relu,sau', help='activations to compare, the first is the reference')
     parser.add_argument('--layers', type=int, default=6, help='encoder and decoder layers (base: 6)')
     parser.add_argument('--vocab', type=int, default=8000, help='joint dictionary size (WMT14 BPE: ~40k)')
     parser.add_argument('--sentences', type=int, default=32, help='sentences per batch')
@@ -84,29 +87,27 @@ def main(argv=None):
     parser.add_argument('--steps', type=int, default=10, help='timed steps (the median is reported)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
-    parser.add_argument('--rounds', type=int, default=1, help='alternate the activations this often')
-    parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: run one activation, print JSON
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
-        return run_one(args)
-    acts = args.acts.split(',')
+        run_one(args)
+        return 0
+    acts = parse_acts(args.acts)
     results = run_workers(__file__, acts, args.rounds,
                           [f'--{k}={getattr(args, k)}' for k in ('layers', 'vocab', 'sentences', 'length', 'steps',
-                                                                'warmup', 'threads')])
-    best = best_of(results, ('step_s', 'words_per_s', 'peak_rss_mb'))
+                                                                'warmup', 'threads', 'device')])
+    best = best_of(results, ('step_s', 'words_per_s', 'step_mib'))
+    ratios, cells = ratio_columns(best, args.baseline, [('step_s', 'time'), ('step_mib', 'step memory')])
     first = results[acts[0]][0]
-    ref = best[acts[0]]
     print(f'transformer_wmt_en_de, {args.layers}+{args.layers} layers (d 512, FFN 2048, 8 heads), '
           f'{first["params_m"]:.1f}M trained parameters, batch {args.sentences}x{args.length} tokens, '
-          f'vocab {args.vocab}, CPU, {first["threads"]} thread(s), median of {args.steps} steps, '
+          f'vocab {args.vocab}, {args.device}, {first["threads"]} thread(s), median of {args.steps} steps, '
           f'best of {args.rounds} round(s)')
-    print_table(['activation', 'words/s', 'step ms', 'peak RSS MB', f'time / {acts[0]}', f'memory / {acts[0]}',
-                 'SAU alphas'],
-                [[act, f'{b["words_per_s"]:.0f}', f'{1000 * b["step_s"]:.1f}', f'{b["peak_rss_mb"]:.0f}',
-                  f'{b["step_s"] / ref["step_s"]:.3f}', f'{b["peak_rss_mb"] / ref["peak_rss_mb"]:.3f}',
-                  str(results[act][0]['sau_alphas'])] for act, b in best.items()])
-    return results
+    print_table(['activation', 'words/s', 'step ms', 'step memory (MiB)'] + ratios + ['SAU alphas'],
+                [[act, f'{b["words_per_s"]:.0f}', f'{1000 * b["step_s"]:.1f}', f'{b["step_mib"]:.0f}'] + cells[act]
+                 + [str(results[act][0]['sau_alphas'])] for act, b in best.items()])
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))
