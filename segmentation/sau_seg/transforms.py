@@ -3,10 +3,10 @@
 Without it a value such as 33 (a raw Cityscapes *label id*) crashes the loss with an index error
 that names no file, or, in evaluation, is silently dropped by ``IoUMetric``'s histogram.
 """
-import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
+from tools.zoo.data_checks import mask_values_outside
 from tools.zoo.errors import InputError
 
 
@@ -37,13 +37,10 @@ class CheckSegMap(BaseTransform):
         if ori_shape is not None and tuple(seg.shape) != tuple(ori_shape[:2]):
             raise InputError(f'image/mask pairing mismatch: mask {path} is {tuple(seg.shape)} but image '
                              f'{results.get("img_path")} is {tuple(ori_shape[:2])}')
-        counts = np.bincount(seg.ravel().astype(np.int64), minlength=self.ignore_index + 1)
-        counts[:self.num_classes] = 0
-        counts[self.ignore_index] = 0
-        bad = np.flatnonzero(counts)
-        if bad.size:
+        bad, pixels = mask_values_outside(seg, self.num_classes, self.ignore_index)
+        if bad:
             raise InputError(
-                f'mask {path} holds values {bad.tolist()} ({int(counts.sum())} pixels); allowed are train ids '
+                f'mask {path} holds values {bad} ({pixels} pixels); allowed are train ids '
                 f'0..{self.num_classes - 1} and {self.ignore_index} (ignore). Raw *_labelIds.png must be '
                 'converted with tools/data/prepare_cityscapes.py')
         return results

@@ -23,6 +23,8 @@ from multiprocessing import Pool
 import numpy as np
 from PIL import Image
 
+from tools.zoo.data_checks import mask_values_outside
+
 IMG_SUFFIX = '_leftImg8bit.png'
 IDS_SUFFIX = '_gtFine_labelIds.png'
 TRAIN_IDS_SUFFIX = '_gtFine_labelTrainIds.png'
@@ -74,12 +76,9 @@ def check_train_ids(mask_path, img_path):
         return f'{mask_path}: shape {mask.shape}, expected one channel of train ids'
     if mask.shape != img_size:
         return f'{mask_path}: size {mask.shape} differs from its image {img_size}'
-    counts = np.bincount(mask.ravel().astype(np.int64), minlength=IGNORE + 1)
-    counts[:NUM_CLASSES] = 0
-    counts[IGNORE] = 0
-    if counts.any():
-        return (f'{mask_path}: values {np.flatnonzero(counts).tolist()} are neither train ids '
-                f'0..{NUM_CLASSES - 1} nor {IGNORE}')
+    bad, _ = mask_values_outside(mask, NUM_CLASSES, IGNORE)
+    if bad:
+        return f'{mask_path}: values {bad} are neither train ids 0..{NUM_CLASSES - 1} nor {IGNORE}'
     return None
 
 

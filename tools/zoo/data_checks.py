@@ -1,14 +1,17 @@
-"""Checks of the data on disk that the zoo's entry points, datasets and data tools share.
+"""Checks of the data on disk that the zoo's entry points, datasets, transforms and data tools share.
 
 - :func:`check_datasets`: the dataset paths a config names, before the model is built (``tools/train.py``,
   ``tools/eval.py``); :func:`dataset_errors` adds to a dataset's own error which loader needed it and the
   config's hint. The content checks live in the datasets (``CheckedVOCDataset``, ``CheckedCityscapesDataset``),
   so they run from any entry point that builds them.
 - :func:`image_file_problem`: a JPEG/PNG that cannot decode completely, from its first and last bytes.
+- :func:`mask_values_outside`: the values of a segmentation mask that are not train ids.
 """
 import contextlib
 import os
 import os.path as osp
+
+import numpy as np
 
 from tools.zoo.errors import InputError
 
@@ -106,3 +109,12 @@ def image_file_problem(path):
     if end not in tail:
         return f'is a truncated {kind} file (no end marker; {size} bytes)'
     return None
+
+
+def mask_values_outside(mask, num_classes, ignore_index):
+    """``(values, pixels)``: the values of the integer ``mask`` other than the train ids ``0..num_classes-1``
+    and ``ignore_index``, sorted, and how many pixels hold them (``([], 0)`` for a good mask)."""
+    counts = np.bincount(mask.ravel().astype(np.int64), minlength=ignore_index + 1)
+    counts[:num_classes] = 0
+    counts[ignore_index] = 0
+    return np.flatnonzero(counts).tolist(), int(counts.sum())
