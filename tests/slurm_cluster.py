@@ -222,6 +222,8 @@ class SlurmCluster:
     def set_node_state(self, state, reason='test'):
         """``scontrol update nodename=NODE state=STATE`` (drain, down, resume, ...)."""
         extra = [f'reason={reason}'] if state.lower() in ('drain', 'down', 'fail') else []
+        if state.lower() == 'resume' and self.node_state().startswith(('idle', 'mixed', 'alloc')):
+            return  # back already (ReturnToService=2: a down node whose slurmd answers returns by itself)
         self.scontrol('update', f'nodename={self.node}', f'state={state}', *extra)
 
     def _log_tail(self, daemon, lines=5):
@@ -232,15 +234,46 @@ class SlurmCluster:
             return '(no log)'
 
     def stop(self, timeout=15):
-        """Stop slurmd, slurmctld and munged, each by its pid (SIGTERM, then SIGKILL)."""
+        """Cancel what is still queued or running, then stop slurmd, slurmctld and munged, each by its pid
+        (SIGTERM, then SIGKILL), and any job step process of this cluster left behind (by pid too)."""
+        if self.pids.get('slurmctld') and _alive(self.pids['slurmctld']):
+            subprocess.run(['scancel', '--full', '--user', str(os.geteuid())], env=self.env, capture_output=True,
+                           timeout=30)
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                proc = subprocess.run(['squeue', '-h', '-o', '%i'], env=self.env, capture_output=True, text=True,
+                                      timeout=30)
+                if proc.returncode != 0 or not proc.stdout.strip():
+                    break
+                time.sleep(0.2)
         for daemon in ('slurmd', 'slurmctld', 'munged'):
             pid = self.pids.pop(daemon, None)
             if pid is None:
                 continue
             _terminate(pid, timeout)
-        # jobs the daemons started and left behind (slurmstepd, the jobs' processes) belong to this cluster too
-        for pid in _processes_under(self.root):
+        for pid in self.leftover_processes():
             _terminate(pid, 5)
+
+    def leftover_processes(self):
+        """Pids of slurmstepd and job processes started by this cluster (their environment names its
+        slurm.conf and they run a Slurm job step); the test process itself is never among them."""
+        pids = []
+        needle = f'SLURM_CONF={self.conf}'.encode()
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f'/proc/{entry}/environ', 'rb') as f:
+                    environ = f.read().split(b'\0')
+                with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if needle in environ and (cmdline.startswith(b'slurmstepd')
+                                      or any(v.startswith(b'SLURM_JOB_ID=') for v in environ)):
+                if _alive(int(entry)):
+                    pids.append(int(entry))
+        return pids
 
 
 def _alive(pid):
@@ -271,19 +304,3 @@ def _terminate(pid, timeout):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _processes_under(root):
-    """Pids of slurmstepd processes whose command line names this cluster's folder (left-over job steps)."""
-    pids = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/cmdline', 'rb') as f:
-                cmdline = f.read().replace(b'\0', b' ').decode(errors='replace')
-        except OSError:
-            continue
-        if 'slurmstepd' in cmdline and root in cmdline:
-            pids.append(int(entry))
-    return pids
