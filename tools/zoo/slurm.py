@@ -42,6 +42,8 @@ JOB_FILE = 'slurm_job.json'
 STATE_FILE = 'slurm_state.json'
 #: the sweep's states, as ``--status`` shows them
 STATES = ('new', 'pending', 'running', 'done', 'failed', 'cancelled', 'timed_out')
+#: the states a rerun of the sweep (re)submits; ``pending`` and ``running`` runs are left to Slurm
+RESUBMIT = ('new', 'failed', 'cancelled', 'timed_out')
 #: Slurm job states (squeue/scontrol/sacct) -> the sweep's
 SLURM_STATES = {
     'PENDING': 'pending', 'CONFIGURING': 'pending', 'REQUEUED': 'pending', 'REQUEUE_FED': 'pending',
@@ -215,12 +217,13 @@ class RunJob:
     """One (activation, seed) run as a Slurm array task: training then evaluation in the run's folder.
 
     ``train`` and ``evaluate`` are argv lists (the interpreter included); ``evaluate`` may hold ``{checkpoint}``,
-    replaced by ``checkpoint(run_dir)``'s answer after training. ``resume_flag`` is appended to ``train`` when
-    the folder already holds a checkpoint. Picklable (submitit pickles it at submission and on requeue).
+    replaced by ``checkpoint(run_dir)``'s answer after training, and ``{metrics}`` by the metrics file to write.
+    ``resume_flag`` is inserted into ``train`` at ``resume_at`` (default: appended) when the folder already holds
+    a checkpoint. Picklable (submitit pickles it at submission and on requeue).
     """
 
     def __init__(self, run_dir, train, evaluate, checkpoint, resume_flag=('--resume',), env=None,
-                 max_requeues=3, requeues=0):
+                 max_requeues=3, requeues=0, resume_at=None):
         self.run_dir = run_dir
         self.train = list(train)
         self.evaluate = list(evaluate)
@@ -229,6 +232,7 @@ class RunJob:
         self.env = dict(env or {})
         self.max_requeues = max_requeues
         self.requeues = requeues
+        self.resume_at = resume_at
         self._child = None
 
     def __getstate__(self):
@@ -277,7 +281,8 @@ class RunJob:
         self._state('running')
         if not osp.isfile(osp.join(self.run_dir, 'train.done')):
             resume = self.checkpoint_of(self.run_dir) is not None
-            argv = self.train + (self.resume_flag if resume else [])
+            at = len(self.train) if self.resume_at is None else self.resume_at
+            argv = self.train[:at] + (self.resume_flag if resume else []) + self.train[at:]
             log = self._log('train.log')
             rc = self._run(argv, log, 'a' if resume else 'w')
             if rc != 0:
@@ -338,7 +343,7 @@ class RunJob:
                         log=osp.join(self.run_dir, 'train.log'))
             return None  # submitit: not requeued, the job ends
         requeued = RunJob(self.run_dir, self.train, self.evaluate, self.checkpoint_of, self.resume_flag, self.env,
-                          self.max_requeues, self.requeues + 1)
+                          self.max_requeues, self.requeues + 1, self.resume_at)
         self.requeues += 1
         self._state('requeued')
         return submitit.helpers.DelayedSubmission(requeued)
@@ -505,7 +510,10 @@ def run_state(run_dir, known=None):
     job = _read_json(osp.join(run_dir, JOB_FILE)) or {}
     marker = _read_json(osp.join(run_dir, STATE_FILE)) or {}
     job_id = job.get('job_id')
-    out = dict(state='new', job_id=job_id, log=job.get('stdout'), error='', slurm='')
+    logs = [p for p in (osp.join(run_dir, 'eval.log'), osp.join(run_dir, 'train.log')) if osp.isfile(p)]
+    newest = max(logs, key=osp.getmtime) if logs else None
+    out = dict(state='new', job_id=job_id, log=newest or job.get('stdout'), error='', slurm='',
+               slurm_log=job.get('stdout'))
     if osp.isfile(osp.join(run_dir, 'metrics.json')):
         out['state'] = 'done'
         return out
@@ -555,6 +563,18 @@ def run_states(run_dirs, use_sacct=None):
     known = slurm_states([j for d, j in jobs.items() if j and not osp.isfile(osp.join(d, 'metrics.json'))],
                          use_sacct=use_sacct)
     return {d: run_state(d, known) for d in run_dirs}
+
+
+def state_line(label, state):
+    """``LABEL: STATE  job J  log PATH[  ERROR]``, one line per run of ``--status``."""
+    parts = [f'{label}: {state["state"]}']
+    if state.get('job_id'):
+        parts.append(f'job {state["job_id"]}')
+    if state.get('log'):
+        parts.append(f'log {state["log"]}')
+    if state['state'] in ('failed', 'cancelled', 'timed_out') and state.get('error'):
+        parts.append(state['error'])
+    return '  '.join(parts)
 
 
 def wait(run_dirs, poll_s=5, timeout_s=None, log=None):
