@@ -61,6 +61,32 @@ def test_holm_adjustment_by_hand():
     assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
+def test_paired_summary_and_its_table():
+    """The sweep's paired section, from raw per-seed metrics: the hand-computed example again, x100 scaling,
+    an activation identical to SAU, and Holm over the defined tests only."""
+    seeds = [0, 1, 2, 3]
+    runs = {'sau': {s: {'m': v / 100} for s, v in zip(seeds, [80.0, 82.0, 81.0, 83.0])},
+            'relu': {s: {'m': v / 100} for s, v in zip(seeds, [79.0, 80.5, 81.5, 81.0])},
+            'twin': {s: {'m': v / 100} for s, v in zip(seeds, [80.0, 82.0, 81.0, 83.0])}}
+    summary = stats.paired_summary(runs, ['sau', 'relu', 'twin'], seeds, {'mAP': 'm'}, scale=100.0)
+    assert list(summary) == ['relu', 'twin']
+    relu = summary['relu']['mAP']
+    assert relu['mean_diff'] == pytest.approx(1.0) and relu['se'] == pytest.approx(0.540062, abs=1e-6)
+    assert relu['p'] == pytest.approx(2 * (1 - t_cdf_df3(1.0 / relu['se'])))
+    assert relu['p_holm'] == pytest.approx(relu['p'])  # the only defined test
+    assert summary['twin']['mAP']['identical'] and summary['twin']['mAP']['p_holm'] is None
+    md = '\n'.join(stats.paired_markdown(summary, seeds))
+    assert '| activation A | mAP: SAU - A |' in md
+    assert '| relu | +1.00 +/- 0.54, p 0.161 |' in md
+    assert '| twin | 0 (identical on every seed) |' in md
+    assert "Holm's correction over the table's 1 tests" in md and '3 degrees of freedom' in md
+    assert stats.paired_summary(runs, ['relu', 'twin'], seeds, {'mAP': 'm'}) == {}
+    # stars: p < 0.05, and ** when Holm agrees
+    strong = dict(identical=False, mean_diff=2.0, se=0.1, p=0.001, p_holm=0.004)
+    weak = dict(strong, p=0.03, p_holm=0.09)
+    assert stats.paired_cell(strong).endswith('p 0.001 **') and stats.paired_cell(weak).endswith('p 0.030 *')
+
+
 def test_presets_name_known_activations():
     assert stats.resolve_preset('ablation')[0] == 'sau'
     assert len(set(stats.ABLATION)) == len(stats.ABLATION)

@@ -70,3 +70,56 @@ def resolve_preset(name):
         return list(PRESETS[name])
     except KeyError:
         raise ValueError(f'unknown preset {name!r}; choose one of: {", ".join(PRESETS)}') from None
+
+
+def paired_summary(runs, acts, seeds, metrics, scale=1.0, base='sau'):
+    """``{A: {column: paired_comparison(...) + p_holm}}`` for every activation A of ``acts`` but ``base``, from a
+    sweep's raw ``runs[act][seed][key]`` (``metrics``: column -> key; values x ``scale``, as the tables show
+    them); Holm's correction runs over every (A, column) test of the table. Empty without ``base``."""
+    if base not in acts:
+        return {}
+    summary = {}
+    for act in acts:
+        if act == base:
+            continue
+        summary[act] = {}
+        for column, key in metrics.items():
+            summary[act][column] = paired_comparison([scale * float(runs[base][s][key]) for s in seeds],
+                                                     [scale * float(runs[act][s][key]) for s in seeds])
+    tests = [(act, column) for act in summary for column in summary[act]]
+    for (act, column), p in zip(tests, holm([summary[a][c]['p'] for a, c in tests])):
+        summary[act][column]['p_holm'] = p
+    return summary
+
+
+def format_p(p):
+    return 'n/a' if p is None else f'{p:.3f}' if p >= 0.001 else f'{p:.1e}'
+
+
+def paired_cell(c):
+    """``+1.23 +/- 0.45, p 0.052`` (``*`` p < 0.05, ``**`` also after Holm), for one comparison."""
+    if c['identical']:
+        return '0 (identical on every seed)'
+    if c['se'] is None:
+        return f'{c["mean_diff"]:+.2f} (1 seed: no test)'
+    stars = '' if c['p'] is None or c['p'] >= 0.05 else ' **' if (c.get('p_holm') or 1) < 0.05 else ' *'
+    return f'{c["mean_diff"]:+.2f} +/- {c["se"]:.2f}, p {format_p(c["p"])}{stars}'
+
+
+def paired_markdown(summary, seeds, base='sau'):
+    """The paired table for results.md: one row per activation, one cell per metric (:func:`paired_cell`)."""
+    if not summary:
+        return [f'No paired comparison: `{base}` is not among the activations.']
+    columns = list(next(iter(summary.values())))
+    tests = sum(c['p'] is not None for cells in summary.values() for c in cells.values())
+    n = len(seeds)
+    lines = [f'Paired comparison against SAU over the {n} seed(s), seed by seed (d = SAU - A on the same seed; '
+             f'positive: SAU is better): mean d +/- its standard error (std of d / sqrt({n})), and p of the '
+             f'two-sided paired t-test (scipy.stats.ttest_rel, {n - 1} degrees of freedom). `*`: p < 0.05; '
+             f'`**`: also below 0.05 after Holm\'s correction over the table\'s {tests} tests. Without a star '
+             'the difference is not distinguishable from seed-to-seed noise at this scale.', '',
+             '| activation A | ' + ' | '.join(f'{c}: SAU - A' for c in columns) + ' |',
+             '|---|' + '---:|' * len(columns)]
+    for act, cells in summary.items():
+        lines.append(f'| {act} | ' + ' | '.join(paired_cell(cells[c]) for c in columns) + ' |')
+    return lines
