@@ -12,7 +12,8 @@ Built on the frameworks' own inference APIs, which do the drawing and decoding:
   boxes at or above ``--score-thr``: ``bbox`` [x1, y1, x2, y2] in input pixels, ``label``, ``class``, ``score``).
 - segmentation (``mmseg.apis.MMSegInferencer``): INPUT is images or folders. Writes ``OUT/vis/<image>`` (the
   prediction as a colour overlay in the checkpoint's palette, Cityscapes' for the zoo's models) and
-  ``OUT/pred/<image stem>_labelTrainIds.png`` (one channel of train ids, as the Cityscapes ground truth).
+  ``OUT/pred/<image stem>_labelTrainIds.png`` (one channel of train ids, as the Cityscapes ground truth;
+  a ``_leftImg8bit`` ending of the stem is dropped).
 - translation (fairseq's hub interface, ``TransformerModel.from_pretrained``): INPUT is sentences, files of
   one sentence per line, or ``-`` for standard input (also read when no INPUT is given and it is not a
   terminal). Sentences get the training data's preprocessing (Moses punctuation normalisation and
@@ -25,6 +26,7 @@ Built on the frameworks' own inference APIs, which do the drawing and decoding:
 ``tools/eval.py`` does; a checkpoint of another model is refused with one line that says so.
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -320,8 +322,13 @@ def run_segmentation(args, cfg, checkpoint):
     from mmseg.apis import MMSegInferencer
     from PIL import Image
     images = list_images(args.inputs)
+    cfg = copy.deepcopy(cfg)
+    for pipeline in (cfg.test_dataloader.dataset.pipeline, cfg.get('test_pipeline') or []):
+        # interim: CheckSegMap checks a ground-truth mask, which MMSegInferencer does not load
+        pipeline[:] = [step for step in pipeline if step.get('type') != 'CheckSegMap']
     with framework_errors():
         inferencer = MMSegInferencer(model=cfg, weights=checkpoint, device=args.device)
+    inferencer.show_progress = False
     check_checkpoint_matches(inferencer.model, checkpoint)
     out = args.out or DEFAULT_OUT
     pred_dir = osp.join(out, 'pred')
@@ -334,6 +341,7 @@ def run_segmentation(args, cfg, checkpoint):
     for path, sample in zip(images, samples):
         labels = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
         stem = osp.splitext(osp.basename(path))[0]
+        stem = stem[:-len('_leftImg8bit')] if stem.endswith('_leftImg8bit') else stem  # Cityscapes' naming
         label_png = osp.join(pred_dir, f'{stem}_labelTrainIds.png')
         Image.fromarray(labels).save(label_png)
         counts = np.bincount(labels.ravel(), minlength=len(classes))
