@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
@@ -254,27 +255,58 @@ def test_gaussian_term_in_a_task_graph(loaded, tmp_path):
         assert error > 10 * RTOL
 
 
-def test_detection_onnx_outputs_give_mmdets_detections(loaded, exported):
-    """onnxruntime's head outputs through mmdet's own predict_by_feat = the PyTorch model's predictions."""
-    from mmdet.structures import DetDataSample
-    model = loaded('detection')
+def bgr_batch(paths, size=None):
+    """Images as the test pipelines load them (mmcv: BGR, HWC uint8; resized with mmcv's bilinear), stacked
+    as the ONNX input (N, 3, H, W) float32."""
+    import mmcv
+    images = [mmcv.imread(str(p)) for p in paths]
+    if size:
+        images = [mmcv.imresize(im, (size[1], size[0])) for im in images]
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+
+
+def test_detection_onnx_on_an_image_equals_det_inferencer(exported, tmp_path):
+    """From a JPEG to detections: the ONNX graph (resize outside, then mmdet's predict_by_feat with the resize
+    factors) gives MMDetection's DetInferencer's boxes, scores and labels."""
+    import random
+
+    from mmdet.apis import DetInferencer
+    from tools.data import make_tiny_voc
     ((graph, path),) = exported('detection')
-    (image,) = graph.make_inputs(3, seed=7)
-    outputs = [torch.from_numpy(o) for o in ort_run(path, (image,))]
-    levels = len(outputs) // 2
-    metas = [dict(img_shape=(300, 300), ori_shape=(300, 300), scale_factor=(1.0, 1.0), pad_shape=(300, 300))
-             for _ in range(3)]
-    head = model.model.bbox_head
-    with torch.no_grad():
-        from_ort = head.predict_by_feat(outputs[:levels], outputs[levels:], batch_img_metas=metas, rescale=False)
-        samples = [DetDataSample(metainfo=m) for m in metas]
-        from_torch = model.model.predict(graph.module.normalise(image), samples, rescale=False)
-    for ort_pred, torch_pred in zip(from_ort, from_torch):
-        torch_pred = torch_pred.pred_instances
-        assert len(ort_pred) == len(torch_pred) > 0
-        assert torch.equal(ort_pred.labels, torch_pred.labels)
-        torch.testing.assert_close(ort_pred.scores, torch_pred.scores, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(ort_pred.bboxes, torch_pred.bboxes, rtol=1e-4, atol=1e-2)
+    files = []
+    for seed in (72, 189):
+        files.append(tmp_path / f'{seed}.jpg')
+        make_tiny_voc.make_image(random.Random(seed))[0].save(files[-1], quality=92)
+    inferencer = DetInferencer(model=CHECKPOINTS['detection'][0], weights=CHECKPOINTS['detection'][1],
+                               device='cpu', show_progress=False)
+    head = inferencer.model.bbox_head
+    for file in files:
+        width, height = Image.open(file).size
+        outputs = [torch.from_numpy(o) for o in ort_run(path, (bgr_batch([file], (300, 300)),))]
+        meta = dict(img_shape=(300, 300), ori_shape=(height, width), scale_factor=(300 / width, 300 / height))
+        levels = len(outputs) // 2
+        with torch.no_grad():
+            (mine,) = head.predict_by_feat(outputs[:levels], outputs[levels:], batch_img_metas=[meta], rescale=True)
+        theirs = inferencer(str(file))['predictions'][0]
+        assert len(mine) == len(theirs['scores']) > 0
+        assert mine.labels.tolist() == theirs['labels']
+        np.testing.assert_allclose(mine.scores.numpy(), theirs['scores'], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(mine.bboxes.numpy(), theirs['bboxes'], atol=0.05)
+
+
+def test_segmentation_onnx_on_an_image_equals_mmseg_inferencer(exported, tmp_path, capsys):
+    """From a PNG to train ids: the ONNX graph's seg_map is the label map of tools/infer.py (MMSegInferencer)."""
+    from tools.data import make_tiny_cityscapes
+    ((graph, path),) = exported('segmentation')
+    files = []
+    for seed in (3, 4, 5):
+        files.append(tmp_path / f'scene{seed}.png')
+        Image.fromarray(make_tiny_cityscapes.make_scene(np.random.default_rng(seed), 64, 128)[0]).save(files[-1])
+    assert infer.main([*CHECKPOINTS['segmentation'], *map(str, files), '--out', str(tmp_path / 'out')]) == 0
+    _, seg_map = ort_run(path, (bgr_batch(files),))
+    for file, mine in zip(files, seg_map):
+        theirs = np.asarray(Image.open(tmp_path / 'out' / 'pred' / f'{file.stem}_labelTrainIds.png'))
+        assert (mine == theirs).mean() > 0.999
 
 
 def test_translation_wrappers_equal_fairseqs_forward(loaded, exported):

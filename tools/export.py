@@ -61,7 +61,10 @@ class _Normalise(nn.Module):
 
     def __init__(self, preprocessor):
         super().__init__()
-        self.flip = bool(getattr(preprocessor, '_channel_conversion', False))
+        # MMEngine's ImgDataPreprocessor (mmdet) names the flag _channel_conversion, mmseg's SegDataPreProcessor
+        # channel_conversion
+        self.flip = bool(getattr(preprocessor, '_channel_conversion', getattr(preprocessor, 'channel_conversion',
+                                                                             False)))
         enabled = getattr(preprocessor, '_enable_normalize', False)
         self.register_buffer('mean', preprocessor.mean.detach().clone() if enabled else torch.zeros(3, 1, 1))
         self.register_buffer('std', preprocessor.std.detach().clone() if enabled else torch.ones(3, 1, 1))
