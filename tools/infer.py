@@ -399,7 +399,8 @@ def parse_args(argv=None):
                         help='detection: smallest score drawn and listed in predictions.json (default 0.3)')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda:0 when available, else cpu)')
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass (default 1)')
-    parser.add_argument('--opacity', type=float, default=0.6, help='segmentation: overlay opacity (default 0.6)')
+    parser.add_argument('--opacity', type=float, default=0.8,
+                        help='segmentation: overlay opacity (default 0.8, MMSegInferencer\'s)')
     parser.add_argument('--beam', type=int, help='translation: beam size (default: the config\'s, else 5)')
     parser.add_argument('--n-best', type=int, help='translation: hypotheses per sentence (default 1)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
