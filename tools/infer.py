@@ -420,6 +420,12 @@ def quiet_frameworks():
     warnings.filterwarnings('ignore', category=FutureWarning)
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     warnings.filterwarnings('ignore', message=".*'pin_memory' argument is set as true")
+    # the zoo loads its checkpoints with weights_only=False on purpose (see TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD above)
+    warnings.filterwarnings('ignore', message='Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected')
+    # the inferencers write their pictures themselves, not through the config's LocalVisBackend
+    warnings.filterwarnings('ignore', message='Failed to add .*LocalVisBackend')
+    warnings.filterwarnings('ignore', message='``build_loss`` would be deprecated')  # mmseg's own heads
+    warnings.filterwarnings('ignore', message='Default ``avg_non_ignore`` is False')  # a training-only setting
 
 
 def main(argv=None):
