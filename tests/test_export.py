@@ -335,6 +335,33 @@ def test_translation_wrappers_equal_fairseqs_forward(loaded, exported):
         assert (logits.argmax(-1) == want.argmax(-1).numpy()).all()
 
 
+def test_translation_onnx_greedy_decoding_equals_fairseq_beam_1(loaded, exported):
+    """A decoding loop on the two ONNX graphs (the decoder rerun on the growing prefix, from EOS alone) picks
+    the tokens fairseq's SequenceGenerator picks with beam 1 (which forbids pad, and EOS at the first step)."""
+    hub = loaded('translation').model
+    (_, encoder_path), (_, decoder_path) = exported('translation')
+    encoder, decoder = export.ort_session(encoder_path), export.ort_session(decoder_path)
+    tgt = hub.tgt_dict
+    with open(osp.join(REPO, 'data/tiny_en_de/tok/test.en'), encoding='utf-8') as f:
+        sentences = f.read().splitlines()[:6]
+    for sentence in sentences:
+        src = hub.binarize(hub.apply_bpe(sentence))
+        enc_out, enc_mask = encoder.run(None, {'src_tokens': src[None].numpy()})
+        tokens = [tgt.eos()]
+        while len(tokens) <= 200:
+            (logits,) = decoder.run(None, {'prev_output_tokens': np.array([tokens]), 'encoder_out': enc_out,
+                                           'encoder_padding_mask': enc_mask})
+            scores = logits[0, -1]
+            scores[tgt.pad()] = -np.inf
+            if len(tokens) == 1:
+                scores[tgt.eos()] = -np.inf
+            tokens.append(int(scores.argmax()))
+            if tokens[-1] == tgt.eos():
+                break
+        expected = hub.generate([src], beam=1)[0][0]['tokens'].tolist()
+        assert tokens[1:] == expected, sentence
+
+
 def test_export_cli_writes_checked_files(tmp_path, capsys):
     config, checkpoint = CHECKPOINTS['segmentation']
     out = tmp_path / 'unet.onnx'

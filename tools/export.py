@@ -379,8 +379,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.batch < 1:
-        raise infer.InputError(f'--batch must be at least 1, got {args.batch}')
+    if args.batch < 2:  # torch.export specialises a dimension traced at size 1 to a constant
+        raise infer.InputError(f'--batch must be at least 2 (the traced batch; the exported one is dynamic), '
+                               f'got {args.batch}')
     infer.quiet_frameworks()
     torch.set_grad_enabled(False)
     loaded = infer.load_model(args.config, args.checkpoint, device='cpu')
