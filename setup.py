@@ -1,5 +1,8 @@
 """Builds sau_core's CPU kernels (a C++ extension against the installed torch); metadata is in pyproject.toml.
 
+The extension registers the CPU kernels of the ``sau_core`` ops that ``sau_core/op.py`` defines
+(``TORCH_LIBRARY_IMPL(sau_core, CPU, ...)`` in ``sau_core/csrc/sau_cpu.cpp``); it has no Python module of its own.
+
 The kernel source is compiled three times, for AVX-512, AVX2 (+FMA, F16C) and portably, and the best one the CPU
 supports is chosen at run time (``SAU_CORE_CPU_ISA`` overrides it), so a wheel built here runs on any x86-64 CPU.
 """

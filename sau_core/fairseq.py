@@ -16,6 +16,10 @@ keeps a copy of each dataclass model as a config node). :func:`register` therefo
 
 Importing this module calls :func:`register`; calling it again only refreshes (2) and (3), for
 models registered since. ``translation/`` (the fairseq ``--user-dir``) imports this module.
+
+(1)-(3) rely on fairseq's private structure (the names and types above, and how ``register_model`` stores its
+Hydra node), so :func:`register` first checks that the installed fairseq is the version they were written for,
+:data:`FAIRSEQ_VERSION` (the zoo's patched builds are versioned ``0.12.2+sauzoo...``).
 """
 import dataclasses
 import functools
@@ -28,17 +32,35 @@ from .activations import ACT_CFGS, create_act_layer
 ACTIVATIONS = tuple(name for name in ACT_CFGS if name not in ('relu', 'gelu'))
 
 _MARK = '_sau_zoo_wrapped'
+#: the fairseq release whose private code register() patches (a local version suffix, +sauzoo..., is allowed)
+FAIRSEQ_VERSION = '0.12.2'
 _CHOICE_TYPES = {}  # tuple of choices -> its ChoiceEnum, so a repeated register() changes nothing
 
 
 def register():
     """Add :data:`ACTIVATIONS` to fairseq's activation lookup, choices and Hydra nodes (idempotent)."""
+    import fairseq
     from fairseq import utils
 
+    check_fairseq_version(fairseq.__version__)
+    # Patch (1): wraps two functions of fairseq.utils, written for fairseq 0.12.2 (checked above).
     if not getattr(utils.get_activation_fn, _MARK, False):
         utils.get_activation_fn = _wrap_get_activation_fn(utils.get_activation_fn)
         utils.get_available_activation_fns = _wrap_available(utils.get_available_activation_fns)
     _refresh_choices(utils.get_available_activation_fns())
+
+
+def check_fairseq_version(version):
+    """Raise unless ``version`` is :data:`FAIRSEQ_VERSION` (with any local suffix such as ``+sauzoo.313cfab5``)."""
+    if version.split('+')[0] != FAIRSEQ_VERSION:
+        raise RuntimeError(
+            f'sau_core.fairseq patches the private code of fairseq {FAIRSEQ_VERSION}, but fairseq {version} is '
+            'installed. Before changing FAIRSEQ_VERSION, check in the new fairseq that: utils.get_activation_fn '
+            'and utils.get_available_activation_fns still exist and are looked up through the module (not '
+            'imported by name elsewhere); the activation_fn fields of TransformerConfig and of the dataclasses in '
+            'fairseq.models.MODEL_DATACLASS_REGISTRY are still ChoiceEnums built from '
+            'get_available_activation_fns(); and register_model still stores each model dataclass in Hydra\'s '
+            "ConfigStore as group='model', name=<model name>, provider='fairseq'. Then run tests/test_translation.py.")
 
 
 def _wrap_get_activation_fn(original):
@@ -64,7 +86,10 @@ def _wrap_available(original):
 
 
 def _refresh_choices(choices):
-    """Retype every activation-choice field and re-store the Hydra nodes of those models."""
+    """Retype every activation-choice field and re-store the Hydra nodes of those models.
+
+    Patches (2) and (3): rewrites dataclass fields and annotations of fairseq's configs and re-stores Hydra nodes
+    the way fairseq 0.12.2's register_model does (register() checked the version)."""
     from fairseq.dataclass import ChoiceEnum
     from fairseq.models import MODEL_DATACLASS_REGISTRY
     from fairseq.models.transformer import TransformerConfig

@@ -1,22 +1,41 @@
-"""The fused SAU op: ``torch.ops.sau_core.sau``, a ``torch.library`` custom op with autograd and fake kernels.
+"""The fused SAU op: ``torch.ops.sau_core.sau`` and its backward ``torch.ops.sau_core.sau_backward``.
 
-``sau`` validates its arguments, the custom op picks the backend from ``x.device`` on every call (so
-``module.to(device)`` just works) and saves only its inputs for backward: the backward kernel recomputes the
-Gaussian and erf terms instead of storing them.
+Layering (as in Liger-Kernel): kernels (``csrc/`` for CPU, ``kernels/triton.py`` for CUDA) -> their launchers ->
+the operators below, with autograd -> :class:`sau_core.SAU`. The operators are defined here with
+``torch.library`` in the one namespace ``sau_core``; each device registers its kernel the ``torch.library`` way:
 
-``sau(x, inplace=True)`` overwrites ``x`` and saves only the output, as ``nn.ReLU(inplace=True)`` does, so that
-a conv-norm-activation block keeps one tensor instead of two: SAU is strictly increasing for alpha > 0, and the
-backward kernel recovers x from SAU(x). ``torch.library`` gives no autograd to mutating custom ops, so this
-path is an ``autograd.Function`` around the same kernels.
+- CPU: the C++ extension ``sau_core._C`` (``TORCH_LIBRARY_IMPL(sau_core, CPU, ...)`` in ``csrc/sau_cpu.cpp``),
+  loaded when this module is imported;
+- CUDA: :func:`torch.library.register_kernel` below, which imports the Triton module on first call (importing
+  sau_core does not need triton).
+
+The dispatcher picks the kernel from the device of ``x`` on every call (so ``module.to(device)`` just works); fake
+(meta) kernels make ``torch.compile(fullgraph=True)`` see one op, and autograd saves only the op's inputs: the
+backward kernel recomputes the Gaussian and erf terms instead of storing them.
+
+``sau(x, inplace=True)`` overwrites ``x`` and saves only the output, as ``nn.ReLU(inplace=True)`` does, so that a
+conv-norm-activation block keeps one tensor instead of two: SAU is strictly increasing for alpha > 0, and the
+backward kernel recovers x from SAU(x). ``torch.library`` gives no autograd to mutating ops, so this path is an
+``autograd.Function`` around the private op ``sau_core::_sau_inplace`` and the same backward op.
+
+Double backward (``create_graph=True``) of the out-of-place op differentiates the reference formula in eager
+PyTorch (exact, but it saves what eager PyTorch saves); the in-place op raises, naming the limitation.
 """
-import importlib
 import math
+import os
+import warnings
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-_BACKENDS = {'cpu': 'sau_core.kernels.cpu', 'cuda': 'sau_core.kernels.triton'}
+from .reference import sau_reference
+
+_lib = torch.library.Library('sau_core', 'FRAGMENT')  # noqa: TOR901 (defines the ops; kernels register below)
+_lib.define('sau(Tensor x, Tensor alpha, Tensor n, bool zero_centred) -> Tensor')
+_lib.define('sau_backward(Tensor grad_y, Tensor saved, Tensor alpha, Tensor n, bool zero_centred, '
+            'bool saved_is_output, bool need_alpha, bool need_n) -> (Tensor, Tensor, Tensor)')
+_lib.define('_sau_inplace(Tensor(a!) x, Tensor alpha, Tensor n) -> ()')
 
 
 class Layout(NamedTuple):
@@ -39,7 +58,8 @@ def is_dense(x):
 
 def dense_layout(x, channels):
     """``x`` (copied only when it is not dense in memory, or per-channel in an unsupported order) and its
-    :class:`Layout`. Contiguous (NCHW) and channels_last inputs are used as they are."""
+    :class:`Layout`. Contiguous (NCHW) and channels_last inputs are used as they are. The CPU kernels apply the
+    same rules in C++ (``dense_layout`` in ``csrc/sau_cpu.cpp``)."""
     if channels == 1:
         x = x if x.numel() == 0 or is_dense(x) else x.contiguous()
         return x, Layout(1, x.numel(), False)
@@ -52,66 +72,110 @@ def dense_layout(x, channels):
     return x, Layout(x.shape[0] * channels, inner, False)
 
 
-def backend(device):
-    """The kernel module for a device (imported on first use)."""
-    try:
-        return importlib.import_module(_BACKENDS[device.type])
-    except KeyError:
-        raise ValueError(f'the fused SAU op runs on {" and ".join(_BACKENDS)} tensors, not {device.type}; '
-                         'use sau_core.sau_reference(x, alpha, n) on this device') from None
+# --- CPU: the C++ kernels register themselves when the library loads. ---------------------------------------------
+try:
+    from .kernels import cpu as _cpu  # noqa: F401  (loads sau_core._C: TORCH_LIBRARY_IMPL(sau_core, CPU, ...))
+except ImportError as error:  # a build without the compiled CPU kernels: CUDA still works, CPU says what to do
+    _cpu_missing = str(error)
+
+    def _no_cpu_kernels(*args, **kwargs):
+        raise ImportError(_cpu_missing)
+
+    for _name in ('sau', 'sau_backward', '_sau_inplace'):
+        _lib.impl(_name, _no_cpu_kernels, 'CPU')
 
 
-@torch.library.custom_op('sau_core::sau', mutates_args=())
-def _sau(x: Tensor, alpha: Tensor, n: Tensor, zero_centred: bool) -> Tensor:
+# --- CUDA: the Triton kernels, imported on first call. ------------------------------------------------------------
+def _triton():
+    from .kernels import triton
+    return triton
+
+
+def _sau_cuda(x, alpha, n, zero_centred):
     x, layout = dense_layout(x, alpha.numel())
-    return backend(x.device).forward(x, alpha, n, zero_centred, layout)
+    return _triton().forward(x, alpha, n, zero_centred, layout)
 
 
-@_sau.register_fake
-def _sau_fake(x, alpha, n, zero_centred):
-    return torch.empty_like(dense_layout(x, alpha.numel())[0])
+def _sau_inplace_cuda(x, alpha, n):
+    dense, layout = dense_layout(x, alpha.numel())
+    _triton().forward_(dense, alpha, n, layout)
+    if dense is not x:  # x was not dense in memory: the kernel ran on a copy
+        x.copy_(dense)
 
 
-@torch.library.custom_op('sau_core::sau_backward', mutates_args=())
-def _sau_backward(grad_y: Tensor, saved: Tensor, alpha: Tensor, n: Tensor, zero_centred: bool,
-                  saved_is_output: bool, need_alpha: bool, need_n: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(grad_x, grad_alpha, grad_n) from the saved input x, or from SAU(x) when ``saved_is_output``; a gradient
-    that is not needed comes back empty."""
+def _sau_backward_cuda(grad_y, saved, alpha, n, zero_centred, saved_is_output, need_alpha, need_n):
     saved, layout = dense_layout(saved, alpha.numel())
     if grad_y.stride() == saved.stride():
         grad_x = torch.empty_like(saved)
     else:  # a strided gradient (e.g. from torch.cat's backward): copy it, and compute grad_x in the copy
         grad_y = grad_x = torch.empty_like(saved).copy_(grad_y)
-    grad_alpha, grad_n = backend(saved.device).backward(
+    grad_alpha, grad_n = _triton().backward(
         grad_y, saved, grad_x, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n)
     grad_alpha = grad_alpha.to(alpha.dtype) if need_alpha else alpha.new_empty(0)
     grad_n = grad_n.to(n.dtype).reshape(n.shape) if need_n else n.new_empty(0)
     return grad_x, grad_alpha, grad_n
 
 
-@_sau_backward.register_fake
+for _name, _kernel in (('sau', _sau_cuda), ('_sau_inplace', _sau_inplace_cuda), ('sau_backward', _sau_backward_cuda)):
+    torch.library.register_kernel(f'sau_core::{_name}', 'cuda', _kernel, lib=_lib)
+
+
+# --- Fake kernels (shapes, dtypes and strides only), for torch.compile and opcheck. -------------------------------
+@torch.library.register_fake('sau_core::sau', lib=_lib)
+def _sau_fake(x, alpha, n, zero_centred):
+    return torch.empty_like(dense_layout(x, alpha.numel())[0])
+
+
+@torch.library.register_fake('sau_core::sau_backward', lib=_lib)
 def _sau_backward_fake(grad_y, saved, alpha, n, zero_centred, saved_is_output, need_alpha, need_n):
     grad_x = torch.empty_like(dense_layout(saved, alpha.numel())[0])
     return (grad_x, alpha.new_empty(alpha.shape if need_alpha else (0,)),
             n.new_empty(n.shape if need_n else (0,)))
 
 
+@torch.library.register_fake('sau_core::_sau_inplace', lib=_lib)
+def _sau_inplace_fake(x, alpha, n):
+    return None
+
+
+# --- Autograd. ----------------------------------------------------------------------------------------------------
 def _setup_context(ctx, inputs, output):
     x, alpha, n, zero_centred = inputs
     ctx.save_for_backward(x, alpha, n)
     ctx.zero_centred = zero_centred
 
 
-def _backward(ctx, grad_y, saved_is_output=False):
+def _differentiable_backward(grad_y, x, alpha, n, zero_centred, needs):
+    """Double backward: the gradients as a graph autograd can differentiate again, from the reference formula in
+    eager PyTorch (fp32 for fp16/bf16 inputs, as the kernels compute). Used only under ``create_graph=True``."""
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    inputs = [x.to(compute), alpha.to(compute), n.to(compute)]
+    a = inputs[1] if alpha.numel() != 1 else inputs[1].reshape(())
+    y = sau_reference(inputs[0], a, inputs[2], zero_centred)
+    wanted = [t for t, need in zip(inputs, needs) if need and t.requires_grad]
+    grads = iter(torch.autograd.grad(y, wanted, grad_y.to(compute), create_graph=True, allow_unused=True)
+                 if wanted else ())
+    out = []
+    for t, need, original in zip(inputs, needs, (x, alpha, n)):
+        g = next(grads) if need and t.requires_grad else None
+        out.append(None if not need else
+                   (torch.zeros_like(original) if g is None else g.to(original.dtype).reshape(original.shape)))
+    return out
+
+
+def _backward(ctx, grad_y):
     saved, alpha, n = ctx.saved_tensors
-    need_x, need_alpha, need_n = ctx.needs_input_grad[:3]
+    needs = ctx.needs_input_grad[:3]
+    if torch.is_grad_enabled():  # create_graph=True: the kernels' gradients would not be differentiable
+        return (*_differentiable_backward(grad_y, saved, alpha, n, ctx.zero_centred, needs), None)
+    need_x, need_alpha, need_n = needs
     grad_x, grad_alpha, grad_n = torch.ops.sau_core.sau_backward(
-        grad_y, saved, alpha, n, ctx.zero_centred, saved_is_output, need_alpha, need_n)
+        grad_y, saved, alpha, n, ctx.zero_centred, False, need_alpha, need_n)
     return (grad_x if need_x else None, grad_alpha if need_alpha else None,
             grad_n if need_n else None, None)
 
 
-_sau.register_autograd(_backward, setup_context=_setup_context)
+torch.library.register_autograd('sau_core::sau', _backward, setup_context=_setup_context, lib=_lib)
 
 # alpha range in which the backward kernels recover x from SAU(x) to full precision (their Halley step count).
 INPLACE_ALPHA_RANGE = (0.01, 100.0)
@@ -125,33 +189,72 @@ class _SAUInplace(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, alpha, n):
-        dense, layout = dense_layout(x, alpha.numel())
-        backend(x.device).forward_(dense, alpha, n, layout)
-        if dense is not x:  # x was not dense in memory: the kernel ran on a copy
-            x.copy_(dense)
+        torch.ops.sau_core._sau_inplace(x, alpha, n)
         ctx.mark_dirty(x)
         ctx.save_for_backward(x, alpha, n)
-        ctx.zero_centred = False
         return x
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _backward(ctx, grad_y, saved_is_output=True)[:3]
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                'double backward (create_graph=True) is not supported through the in-place SAU: it keeps only its '
+                'output and recovers x from it, which autograd cannot differentiate again. Use SAU(inplace=False) '
+                '(or sau(..., inplace=False)) for models that need second derivatives.')
+        y, alpha, n = ctx.saved_tensors
+        _, need_alpha, need_n = ctx.needs_input_grad
+        grad_x, grad_alpha, grad_n = torch.ops.sau_core.sau_backward(
+            grad_y, y, alpha, n, False, True, need_alpha, need_n)
+        return grad_x, grad_alpha if need_alpha else None, grad_n if need_n else None
 
 
-def _can_run_inplace(x, alpha, zero_centred):
-    """In place needs the standard form, an alpha in INPLACE_ALPHA_RANGE (read on the host: a device sync on
-    GPU), eager mode (under torch.compile the compiler plans memory itself) and an x that autograd lets us
-    overwrite: not a leaf that requires grad, nor a view that requires grad (autograd refuses some views, e.g.
-    of a leaf or from torch.chunk, only after the kernel has written)."""
-    if zero_centred or torch.compiler.is_compiling() or (x.requires_grad and (x.is_leaf or x._base is not None)):
-        return False
+def _inplace_blocker(x, alpha, zero_centred):
+    """Why the in-place op cannot run here: None when it can, else a reason. In place needs the standard form,
+    eager mode (under torch.compile the compiler plans memory itself), an x that autograd lets us overwrite (not a
+    leaf that requires grad, nor a view that requires grad: autograd refuses some views, e.g. of a leaf or from
+    torch.chunk, only after the kernel has written) and every alpha in the range (low, high), which is read on
+    the host (a device sync on GPU); that last reason comes back as the tuple (low, high, alpha_min, alpha_max)."""
+    if zero_centred:
+        return 'zero-centred form'
+    if torch.compiler.is_compiling():
+        return 'torch.compile'
+    if x.requires_grad and (x.is_leaf or x._base is not None):
+        return 'input autograd may not overwrite'
     low, high = INPLACE_ALPHA_RANGE
     if x.dtype == torch.float16:
         low = FP16_INPLACE_ALPHA_MIN
     low, high = (torch.tensor(bound, dtype=alpha.dtype).item() for bound in (low, high))  # as stored
     alpha_min, alpha_max = torch.stack(torch.aminmax(alpha.detach())).tolist()  # one host read
-    return low <= alpha_min and alpha_max <= high
+    if low <= alpha_min and alpha_max <= high:
+        return None
+    return low, high, alpha_min, alpha_max
+
+
+def _is_rank_zero():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return os.environ.get('RANK', '0') == '0'
+
+
+def _warn_inplace_fallback(layer, low, high, alpha_min, alpha_max):
+    """The one warning of an in-place SAU that runs out of place because its alpha left the range in which x is
+    recovered from the output: it then keeps its input for backward, one more feature map per layer. ``layer``
+    names it (see :func:`sau_core.name_sau_layers`). Shown on rank 0 only; the caller shows it once."""
+    if _is_rank_zero():
+        warnings.warn(
+            f'in-place SAU {layer}: alpha left [{low:g}, {high:g}] (min {alpha_min:.4g}, max {alpha_max:.4g}), '
+            'so it runs out of place and keeps its input for backward (one more activation in memory) while '
+            'alpha stays outside; shown once per layer', RuntimeWarning, stacklevel=2)
+
+
+_functional_warned = set()  # the alpha shapes of functional sau() calls that have warned
+
+
+def _warn_functional_fallback(alpha, *bounds):
+    shape = tuple(alpha.shape)
+    if shape not in _functional_warned:
+        _functional_warned.add(shape)
+        _warn_inplace_fallback(f'(a sau_core.sau call with alpha of shape {shape})', *bounds)
 
 
 def _as_parameter(name, value, x):
@@ -167,6 +270,20 @@ def _as_parameter(name, value, x):
     return torch.tensor(float(value), dtype=dtype, device=x.device)
 
 
+_N_MESSAGE = 'SAU needs n > 0 (the Gaussian has standard deviation 1/n)'
+
+
+def _check_n(n):
+    """Rejects n <= 0 without a host sync: a CPU tensor (in eager mode) raises ValueError here; a GPU tensor, or
+    any tensor under torch.compile, goes through ``torch._assert_async``, which fails on the device. (Python
+    numbers are checked before they become tensors, and SAU checks its n when it is built.)"""
+    if n.device.type == 'cpu' and not torch.compiler.is_compiling():
+        if not n.item() > 0:
+            raise ValueError(f'{_N_MESSAGE}; got n={n.item()}')
+    else:
+        torch._assert_async(n.detach() > 0, _N_MESSAGE)
+
+
 def sau(x, alpha=0.15, n=20000.0, zero_centred=False, inplace=False):
     """Fused SAU(x; alpha, n), differentiable in x, alpha and n. Returns a tensor of x's dtype.
 
@@ -177,23 +294,41 @@ def sau(x, alpha=0.15, n=20000.0, zero_centred=False, inplace=False):
     ``inplace=True`` writes the result into x and returns x when x can be recovered from it in backward
     (standard form, every alpha in ``INPLACE_ALPHA_RANGE`` (fp16: from ``FP16_INPLACE_ALPHA_MIN``), eager mode,
     x neither a leaf nor a view that requires grad); otherwise it leaves x alone and returns a new tensor, as
-    ``inplace=False`` does. Its dSAU/dx is within 140 ulp of exact in fp64, 85 in fp32, 7 in fp16 and 1 in bf16
-    over that range (the out-of-place op: 80, 63, 0.5, 0.5; test_op_inplace.py).
+    ``inplace=False`` does, and warns once (rank 0) when the reason is alpha's range. Its dSAU/dx is within 140
+    ulp of exact in fp64, 85 in fp32, 7 in fp16 and 1 in bf16 over that range (the out-of-place op: 80, 63, 0.5,
+    0.5; test_op_inplace.py). Double backward (``create_graph=True``) works out of place only.
     """
+    return fused_sau(x, alpha, n, zero_centred, inplace)
+
+
+def fused_sau(x, alpha, n, zero_centred, inplace, on_alpha_fallback=None, check_n=True):
+    """:func:`sau`, with ``on_alpha_fallback(low, high, alpha_min, alpha_max)`` called when the in-place op runs
+    out of place because alpha left its range (default: warn once per alpha shape); SAU passes its own, and
+    ``check_n=False`` for its fixed n, which it checks when built and when loaded."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         got = x.dtype if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f'SAU expects a floating-point tensor, got {got}; convert it first, e.g. x.float()')
+    if not isinstance(n, Tensor) and not float(n) > 0:
+        raise ValueError(f'{_N_MESSAGE}; got n={n}')
     alpha = _as_parameter('alpha', alpha, x).reshape(-1)
+    n_is_number = not isinstance(n, Tensor)
     n = _as_parameter('n', n, x)
     if n.numel() != 1:
         raise ValueError(f'SAU n must be a single value, got a tensor of shape {tuple(n.shape)}')
     n = n.reshape(())
-    if n.device.type == 'cpu' and not torch.compiler.is_compiling() and not n.item() > 0:
-        raise ValueError(f'SAU needs n > 0 (the Gaussian has standard deviation 1/n); got n={n.item()}')
+    if check_n and not n_is_number:
+        _check_n(n)
     if alpha.numel() != 1 and (x.dim() < 2 or x.shape[1] != alpha.numel()):
         raise ValueError(f'SAU has {alpha.numel()} per-channel alphas but the input of shape {tuple(x.shape)} '
                          f'has {x.shape[1] if x.dim() >= 2 else "no"} channels along dim 1; '
                          'set num_parameters to the channel count, or 1 for a shared alpha')
-    if inplace and _can_run_inplace(x, alpha, zero_centred):
-        return _SAUInplace.apply(x, alpha, n)
+    if inplace:
+        blocker = _inplace_blocker(x, alpha, zero_centred)
+        if blocker is None:
+            return _SAUInplace.apply(x, alpha, n)
+        if isinstance(blocker, tuple):  # alpha left the range
+            if on_alpha_fallback is None:
+                _warn_functional_fallback(alpha, *blocker)
+            else:
+                on_alpha_fallback(*blocker)
     return torch.ops.sau_core.sau(x, alpha, n, bool(zero_centred))

@@ -85,3 +85,49 @@ def test_mmcv_builds_sau_from_act_cfg():
     from mmseg.registry import MODELS as MMSEG_MODELS
     assert isinstance(MMDET_MODELS.build(dict(type='SAU')), SAU)
     assert isinstance(MMSEG_MODELS.build(dict(type='SAU')), SAU)
+
+
+CASTS = {
+    'half': lambda m: m.half(), 'bfloat16': lambda m: m.bfloat16(), 'double': lambda m: m.double(),
+    'to(bfloat16)': lambda m: m.to(torch.bfloat16), 'to(cpu, float16)': lambda m: m.to('cpu', torch.float16),
+    'type(float64)': lambda m: m.type(torch.float64),
+}
+
+
+@pytest.mark.parametrize('cast', list(CASTS))
+def test_dtype_casts_leave_a_fixed_n_exactly_20000(cast):
+    """n is a hyper-parameter: a bf16 n would be 19968. The buffer stays fp32 (and its state-dict key 'n')."""
+    module = CASTS[cast](SAU(num_parameters=3))
+    assert module.n.dtype == torch.float32 and module.n.item() == 20000.0
+    assert module.alpha.dtype != torch.float32
+    assert list(module.state_dict()) == ['alpha', 'n'] and module.state_dict()['n'].item() == 20000.0
+    x = (torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(0)) * 2e-4).to(module.alpha.dtype)
+    expected = sau(x, module.alpha.detach(), 20000.0)
+    assert torch.equal(module(x).detach(), expected)
+    if module.alpha.dtype == torch.bfloat16:  # what the cast used to do to n changes the output
+        assert not torch.equal(sau(x, module.alpha.detach(), 19968.0), expected)
+    SAU(num_parameters=3).load_state_dict(module.state_dict(), strict=True)
+
+
+def test_device_moves_still_move_n_and_trainable_n_casts_like_a_parameter():
+    module = SAU().to('meta', torch.float16)
+    assert module.n.device.type == 'meta' and module.n.dtype == torch.float32
+    trainable = SAU(trainable_n=True).bfloat16()
+    assert trainable.n.dtype == torch.bfloat16 and trainable.n.item() == 19968.0
+    assert 'n=20000' in repr(SAU().half())
+
+
+def test_name_sau_layers_stores_qualified_names():
+    import sau_core
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(SAU(), torch.nn.ReLU(), SAU()))
+    assert sau_core.name_sau_layers(model) == ['1.0', '1.2'] and model[1][2].layer_name == '1.2'
+    assert sau_core.name_sau_layers(SAU()) == ['SAU']
+
+
+def test_n_at_most_zero_is_rejected_when_built_loaded_or_trained():
+    with pytest.raises(ValueError, match=r'the state dict has n=-1\.0'):
+        SAU().load_state_dict({'alpha': torch.tensor([0.1]), 'n': torch.tensor(-1.0)})
+    trainable = SAU(n=3.0, trainable_n=True)
+    trainable.n.data.fill_(0.0)  # e.g. a training step pushed it there: checked on every call
+    with pytest.raises(ValueError, match='n > 0'):
+        trainable(torch.randn(4))

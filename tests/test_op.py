@@ -44,6 +44,39 @@ def test_gradcheck_fp64(channels, zero_centred):
 
 
 @pytest.mark.parametrize('zero_centred', [False, True])
+@pytest.mark.parametrize('channels', [1, 3])
+def test_double_backward_gradgradcheck_fp64(channels, zero_centred):
+    """create_graph=True: the backward differentiates the reference formula in eager PyTorch (sau_core/op.py)."""
+    x = torch.randn(2, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    alpha = torch.linspace(0.1, 0.4, channels, dtype=torch.float64).requires_grad_()
+    n = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda *a: sau(*a, zero_centred=zero_centred), (x, alpha, n))
+
+
+def test_double_backward_of_a_half_input_is_computed_in_fp32():
+    x = torch.randn(16, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16).requires_grad_()
+    (grad_x,) = torch.autograd.grad(sau(x, 0.2, 3.0).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad(grad_x.sum(), x)
+    x64 = x.detach().double().requires_grad_()
+    (ref_grad,) = torch.autograd.grad(sau_reference(x64, 0.2, 3.0).sum(), x64, create_graph=True)
+    (ref_second,) = torch.autograd.grad(ref_grad.sum(), x64)
+    assert grad_x.dtype == second.dtype == torch.bfloat16
+    torch.testing.assert_close(second.double(), ref_second, rtol=2 ** -7, atol=1e-6)
+
+
+def test_n_at_most_zero_is_rejected_without_a_host_read_under_compile():
+    """Eager CPU tensors are read (no device sync on CPU); elsewhere, and under torch.compile, the check is
+    torch._assert_async, which raises when the graph runs."""
+    compiled = torch.compile(lambda x, n: sau(x, 0.2, n), fullgraph=True, backend='aot_eager')
+    x = torch.randn(5)
+    torch.testing.assert_close(compiled(x, torch.tensor(3.0)), sau(x, 0.2, 3.0))
+    with pytest.raises(RuntimeError, match='n > 0'):
+        compiled(x, torch.tensor(-1.0))
+    with pytest.raises(ValueError, match='n > 0'):
+        sau(x, 0.2, torch.tensor(0.0))
+
+
+@pytest.mark.parametrize('zero_centred', [False, True])
 def test_closed_form_is_leaky_relu_convolved_with_gaussian(zero_centred):
     """SAU is Leaky ReLU convolved with N(0, 1/n^2); check the closed form by numerical integration."""
     integrate = pytest.importorskip('scipy.integrate')
@@ -119,6 +152,18 @@ def test_only_the_input_is_saved_for_backward():
         module(x)
     big = [t for t in packed if t.numel() > 64]
     assert len(big) == 1 and big[0].data_ptr() == x.data_ptr(), [tuple(t.shape) for t in packed]
+
+
+def test_one_op_namespace_with_a_kernel_per_device():
+    """sau_core's ops are torch.library ops of one namespace; CPU kernels come from the C++ extension, CUDA kernels
+    from sau_core/op.py (the Triton launchers, imported on first call)."""
+    has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
+    for name in ('sau', 'sau_backward', '_sau_inplace'):
+        for key in ('CPU', 'CUDA', 'Meta'):
+            assert has_kernel(f'sau_core::{name}', key), (name, key)
+    assert has_kernel('sau_core::sau', 'Autograd')
+    assert torch.ops.sau_core._cpu_isa() in ('avx512', 'avx2', 'generic')
+    assert not any('sau_core_cpu' in op for op in torch._C._dispatch_get_all_op_names())
 
 
 @pytest.mark.parametrize('make', [lambda t: t, lambda t: t.to(memory_format=torch.channels_last)])

@@ -116,6 +116,7 @@ def test_conv_norm_sau_block_keeps_as_much_as_inplace_relu():
     assert sizes['sau_out_of_place'] - sizes['relu'] == pytest.approx(2 * activation, abs=64)
 
 
+@pytest.mark.filterwarnings('ignore:in-place SAU')  # alpha's range: test_one_warning_per_layer_when_alpha_leaves...
 @pytest.mark.parametrize('why, kwargs, make_input', [
     ('zero-centred form', dict(zero_centred=True), lambda leaf: leaf * 1),
     ('alpha 0 is not invertible', dict(alpha=0.0), lambda leaf: leaf * 1),
@@ -181,6 +182,47 @@ def test_torch_compile_uses_the_out_of_place_op(monkeypatch):
     torch.testing.assert_close(out, expected)
     out.sum().backward()
     torch.testing.assert_close(model[1].alpha.grad, expected_grad)
+
+
+def test_double_backward_through_the_inplace_op_names_the_limitation():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = SAU(inplace=True).double()(x * 1)
+    with pytest.raises(RuntimeError, match=r'double backward \(create_graph=True\) is not supported through the '
+                                           r'in-place SAU.*SAU\(inplace=False\)'):
+        torch.autograd.grad(y.sum(), x, create_graph=True)
+    y = SAU(inplace=True).double()(x * 1)  # a plain backward still works
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert torch.isfinite(grad).all()
+
+
+def test_one_warning_per_layer_when_alpha_leaves_the_range(recwarn):
+    import warnings
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), SAU(inplace=True), torch.nn.Linear(4, 4), SAU(inplace=True))
+    assert sau_core.name_sau_layers(model, prefix='net') == ['net.1', 'net.3']
+    model[1].alpha.data.fill_(INPLACE_ALPHA_RANGE[1] * 2)
+    model[3].alpha.data.fill_(INPLACE_ALPHA_RANGE[0] / 2)
+    warnings.simplefilter('always')
+    for _ in range(3):
+        model(torch.randn(2, 4))
+    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 2, messages
+    assert "in-place SAU 'net.1': alpha left [0.01, 100] (min 200, max 200)" in messages[0]
+    assert "in-place SAU 'net.3': alpha left [0.01, 100] (min 0.005, max 0.005)" in messages[1]
+    assert 'keeps its input for backward' in messages[0]
+    unnamed = SAU(inplace=True, num_parameters=3)
+    unnamed.alpha.data.fill_(0.0)
+    unnamed(torch.randn(2, 3) * 1)
+    assert 'unnamed, 3 alphas; sau_core.name_sau_layers(model) names it' in str(recwarn[-1].message)
+
+
+def test_the_fallback_warning_is_shown_on_rank_zero_only(monkeypatch, recwarn):
+    import warnings
+    monkeypatch.setenv('RANK', '1')
+    module = SAU(inplace=True)
+    module.alpha.data.fill_(0.0)
+    warnings.simplefilter('always')
+    module(torch.randn(3) * 1)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
 def test_cpu_and_triton_kernels_invert_with_the_same_band_and_steps():

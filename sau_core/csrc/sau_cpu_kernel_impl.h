@@ -174,6 +174,14 @@ void forward_span(const T* x, T* y, int64_t len, const Acc* alpha, const Constan
   });
 }
 
+// Backward. With t = n*x, G = exp(-t^2/2)/(n*sqrt(2*pi)) and E = erf(t/sqrt(2)):
+//   SAU(x)      = (1-a)*G + (1+a)/2*x + (1-a)/2*x*E           (zero-centred: (1-a)*x*G + ...)
+//   dSAU/dx     = (1+a)/2 + (1-a)/2*E = slope                 (the Gaussian's and erf's x-terms cancel)
+//                 zero-centred: slope + (1-a)*G*(1 + n^2*x*(1-x))
+//   dSAU/dalpha = x/2*(1-E) - G                               (zero-centred: x*(1/2*(1-E) - G))
+//   dSAU/dn     = -(1-a)*G/n                                  (zero-centred: (1-a)*(G*n*x^2*(1-x) - G*x/n))
+// grad_x = grad_y * dSAU/dx; grad_alpha and grad_n are sums of grad_y * dSAU/d(.) (per-piece partials here).
+//
 // Backward of one span; saved is x, or y = SAU(x) when kFromOutput. Accumulates grad_alpha into acc_alpha (one vector, or one Acc per element when
 // kAlphaPerElement) and grad_n into acc_n; padded lanes carry grad_y = 0 and add nothing.
 template <typename T, typename Acc, bool kZeroCentred, bool kFromOutput, bool kAlphaPerElement>

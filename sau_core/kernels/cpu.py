@@ -1,5 +1,9 @@
-"""CPU backend: the C++ kernels in ``sau_core/csrc`` (AVX-512, AVX2 or portable, chosen at run time; the
-environment variable ``SAU_CORE_CPU_ISA=avx512|avx2|generic`` forces one)."""
+"""CPU kernels: the C++ extension ``sau_core._C`` (``sau_core/csrc``), built for AVX-512, AVX2 and portably and
+chosen at run time (the environment variable ``SAU_CORE_CPU_ISA=avx512|avx2|generic`` forces one).
+
+Loading it registers its kernels for the CPU dispatch key of the ``sau_core`` ops that ``sau_core.op`` defines
+(``TORCH_LIBRARY_IMPL(sau_core, CPU, ...)``); there are no Python wrappers to call.
+"""
 import importlib.util
 
 import torch
@@ -19,17 +23,4 @@ _load_library()
 
 def isa():
     """The build of the kernels in use: 'avx512', 'avx2' or 'generic'."""
-    return torch.ops.sau_core_cpu.isa()
-
-
-def forward(x, alpha, n, zero_centred, layout):
-    return torch.ops.sau_core_cpu.forward(x, alpha, float(n), zero_centred, *layout)
-
-
-def forward_(x, alpha, n, layout):
-    torch.ops.sau_core_cpu.forward_(x, alpha, float(n), False, *layout)
-
-
-def backward(grad_y, saved, grad_x, alpha, n, zero_centred, saved_is_output, layout, need_alpha, need_n):
-    return torch.ops.sau_core_cpu.backward(grad_y, saved, grad_x, alpha, float(n), zero_centred, saved_is_output,
-                                           *layout, need_alpha, need_n)
+    return torch.ops.sau_core._cpu_isa()

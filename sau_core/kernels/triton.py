@@ -79,6 +79,15 @@ def _sau_fwd_kernel(x_ptr, y_ptr, alpha_ptr, n_ptr, rows, cols, channels,
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
+# Backward. With t = n*x, G = exp(-t^2/2)/(n*sqrt(2*pi)) and E = erf(t/sqrt(2)):
+#   SAU(x)       = (1-a)*G + (1+a)/2*x + (1-a)/2*x*E            (zero-centred: (1-a)*x*G + ...)
+#   dSAU/dx      = (1+a)/2 + (1-a)/2*E = slope                  (the Gaussian's and erf's x-terms cancel)
+#                  zero-centred: slope + (1-a)*G*(1 + n^2*x*(1-x))
+#   dSAU/dalpha  = x/2*(1-E) - G                                (zero-centred: x*(1/2*(1-E) - G))
+#   dSAU/dn      = -(1-a)*G/n                                   (zero-centred: (1-a)*(G*n*x^2*(1-x) - G*x/n))
+# grad_x = grad_y * dSAU/dx per element; grad_alpha and grad_n are sums of grad_y * dSAU/d(.) over the elements
+# of each channel (per-tile partials here, summed in a fixed order by the launcher). With SAVED_IS_OUTPUT the
+# saved tensor is y and x is first recovered from it (_invert).
 @triton.jit
 def _sau_bwd_kernel(grad_y_ptr, saved_ptr, grad_x_ptr, alpha_ptr, n_ptr, alpha_partial_ptr, n_partial_ptr,
                     rows, cols, channels,
