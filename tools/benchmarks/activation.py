@@ -1,9 +1,14 @@
 #!/usr/bin/env python
 """SAU against the native activations, side by side on the same tensors, forward+backward.
 
-    python tools/benchmark_activation.py                     # CPU, 4M and 16M fp32 elements
-    python tools/benchmark_activation.py --device cuda --dtype bfloat16
-    python tools/benchmark_activation.py --std 1   # inputs like batch-normalised features
+    python tools/benchmarks/activation.py                     # CPU, 4M and 16M fp32 elements
+    python tools/benchmarks/activation.py --device cuda --dtype bfloat16
+    python tools/benchmarks/activation.py --std 1   # inputs like batch-normalised features
+    python tools/benchmarks/activation.py --acts sau,sau_inplace,relu --baseline relu
+
+The flags the four benchmarks share: ``--acts a,b,...`` (comma-separated names, default all of
+:data:`ACTIVATIONS`), ``--baseline NAME`` (the activation the ratio column divides by, default gelu; no ratios
+when it is not measured), ``--device {cpu,cuda}``, ``--rounds N``; and ``--dtype``, ``--sizes``, ``--std``.
 
 Every activation runs once per round, rounds are repeated and the median is reported, so slow drifts of the
 machine hit all of them alike. 'saved' is what autograd keeps for backward, in units of the input's size.
@@ -15,11 +20,13 @@ they must move (forward: read x, write y; backward: read x and grad_y, write gra
 """
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 
-from sau_core import SAU, sau_reference
+from sau_core import ACT_CFGS, SAU, create_act_layer, sau_reference
+from tools.zoo.errors import InputError, run_main
 
 
 class ReferenceSAU(torch.nn.Module):
@@ -33,17 +40,32 @@ class ReferenceSAU(torch.nn.Module):
         return sau_reference(x, self.alpha, 20000.0)
 
 
-def activations():
-    return {
-        'SAU (fused)': SAU(),
-        'SAU (fused, in place)': SAU(inplace=True),
-        'SAU (eager reference)': ReferenceSAU(),
-        'SAU (torch.compile reference)': torch.compile(ReferenceSAU()),
-        'GELU': torch.nn.GELU(),
-        'ReLU': torch.nn.ReLU(),
-        'LeakyReLU': torch.nn.LeakyReLU(0.01),
-        'PReLU': torch.nn.PReLU(),
-    }
+#: name -> (row label, module factory); the default --acts, in this order.
+ACTIVATIONS = {
+    'sau': ('SAU (fused)', SAU),
+    'sau_inplace': ('SAU (fused, in place)', lambda: SAU(inplace=True)),
+    'sau_eager': ('SAU (eager reference)', ReferenceSAU),
+    'sau_compiled': ('SAU (torch.compile reference)', lambda: torch.compile(ReferenceSAU())),
+    'gelu': ('GELU', torch.nn.GELU),
+    'relu': ('ReLU', torch.nn.ReLU),
+    'leaky_relu': ('LeakyReLU', lambda: torch.nn.LeakyReLU(0.01)),
+    'prelu': ('PReLU', torch.nn.PReLU),
+}
+# The zoo's other activations (sau_core.ACT_CFGS) by their names, labelled by their module class.
+for _name in ACT_CFGS:
+    if _name not in ACTIVATIONS:
+        ACTIVATIONS[_name] = (ACT_CFGS[_name]['type'], lambda _name=_name: create_act_layer(_name))
+
+
+def parse_acts(text):
+    """The names of --acts, checked against :data:`ACTIVATIONS`."""
+    names = [a.strip() for a in text.split(',') if a.strip()]
+    if not names:
+        raise InputError('--acts: give at least one activation')
+    unknown = [a for a in names if a not in ACTIVATIONS]
+    if unknown:
+        raise InputError(f'unknown activation {unknown[0]!r}; choose from: {", ".join(ACTIVATIONS)}')
+    return names
 
 
 def module_input(module, x):
@@ -78,11 +100,11 @@ def timer(device):
     return measure
 
 
-def run(numel, dtype, device, rounds, std):
+def run(numel, dtype, device, rounds, std, acts, baseline):
     torch.manual_seed(0)
     x = (torch.randn(numel, device=device) * std).to(dtype).requires_grad_()
     grad_y = torch.randn(numel, device=device).to(dtype)
-    modules = {name: m.to(device) for name, m in activations().items()}
+    modules = {name: ACTIVATIONS[name][1]().to(device) for name in acts}
     measure = timer(device)
 
     def step(module):
@@ -100,35 +122,38 @@ def run(numel, dtype, device, rounds, std):
         for name, module in modules.items():
             times[name].append(measure(step(module)))
     median = {name: statistics.median(t) for name, t in times.items()}
-    rows = [(name, median[name] * 1e3, median[name] / median['GELU'], saved_input_sizes(m, x))
-            for name, m in modules.items()]
+    base = median.get(baseline)
+    base_label = ACTIVATIONS[baseline][0] if baseline in ACTIVATIONS else baseline
+    rows = [(ACTIVATIONS[name][0], median[name] * 1e3, None if base is None else median[name] / base,
+             saved_input_sizes(m, x)) for name, m in modules.items()]
 
     print(f'\n{numel / 2**20:g}M {str(dtype).replace("torch.", "")} elements (std {std:g}) on {device}, '
           f'forward+backward, median of {rounds} rounds')
-    print(f'| {"activation":<30} | {"ms":>8} | {"/ GELU":>7} | {"saved (x input)":>15} |')
-    print(f'|{"-" * 32}|{"-" * 10}:|{"-" * 8}:|{"-" * 16}:|')
-    for name, ms, ratio, saved in rows:
-        print(f'| {name:<30} | {ms:8.2f} | {ratio:7.2f} | {saved:15.2f} |')
-    if device.type == 'cuda':
-        report_bandwidth(x.detach(), grad_y, modules['SAU (fused)'], measure, rounds)
+    ratio = f'/ {base_label}'
+    width = max([30] + [len(label) for label, *_ in rows])
+    print(f'| {"activation":<{width}} | {"ms":>8} | {ratio:>7} | {"saved (x input)":>15} |')
+    print(f'|{"-" * (width + 2)}|{"-" * 9}:|{"-" * (max(len(ratio), 7) + 1)}:|{"-" * 16}:|')
+    for label, ms, rel, saved in rows:
+        rel_text = '-' if rel is None else f'{rel:.2f}'
+        print(f'| {label:<{width}} | {ms:8.2f} | {rel_text:>{max(len(ratio), 7)}} | {saved:15.2f} |')
+    if device.type == 'cuda' and 'sau' in modules:
+        report_bandwidth(x.detach(), grad_y, modules['sau'], measure, rounds)
 
 
 def report_bandwidth(x, grad_y, module, measure, rounds):
-    from sau_core.op import dense_layout, backend
-    layout = dense_layout(x, 1)[1]
-    kernels = backend(x.device)
+    """The fused kernels through the sau_core ops (forward, in place, backward from x and from the output)."""
+    ops = torch.ops.sau_core
     alpha, n = module.alpha.detach(), module.n
     copy_out = torch.empty_like(x)
     bytes_per = x.numel() * x.element_size()
-    y = kernels.forward(x, alpha, n, False, layout)
+    y = ops.sau(x, alpha, n, False)
     results = {
         'copy': (lambda: copy_out.copy_(x), 2 * bytes_per),
-        'SAU forward': (lambda: kernels.forward(x, alpha, n, False, layout), 2 * bytes_per),
-        'SAU forward in place': (lambda: kernels.forward_(copy_out, alpha, n, layout), 2 * bytes_per),
-        'SAU backward': (lambda: kernels.backward(grad_y, x, copy_out, alpha, n, False, False, layout, True, False),
-                         3 * bytes_per),
+        'SAU forward': (lambda: ops.sau(x, alpha, n, False), 2 * bytes_per),
+        'SAU forward in place': (lambda: ops._sau_inplace(copy_out, alpha, n), 2 * bytes_per),
+        'SAU backward': (lambda: ops.sau_backward(grad_y, x, alpha, n, False, False, True, False), 3 * bytes_per),
         'SAU backward from the output': (
-            lambda: kernels.backward(grad_y, y, copy_out, alpha, n, False, True, layout, True, False), 3 * bytes_per),
+            lambda: ops.sau_backward(grad_y, y, alpha, n, False, True, True, False), 3 * bytes_per),
     }
     bandwidth = {}
     for name, (fn, moved) in results.items():
@@ -139,21 +164,30 @@ def report_bandwidth(x, grad_y, module, measure, rounds):
               f'device-to-device copy ({bandwidth["copy"]:.0f} GB/s)')
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--acts', default=','.join(list(ACTIVATIONS)[:8]),
+                        help=f'comma-separated activations, from: {", ".join(ACTIVATIONS)} (default: the first 8)')
+    parser.add_argument('--baseline', default='gelu', help='the activation the ratio column divides by '
+                                                           '(default gelu)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument('--rounds', type=int, default=15)
     parser.add_argument('--dtype', default='float32', choices=['float32', 'float16', 'bfloat16', 'float64'])
     parser.add_argument('--sizes', default='4,16', help='millions (2**20) of elements, comma-separated')
-    parser.add_argument('--rounds', type=int, default=15)
     parser.add_argument('--std', type=float, default=1e-3, help='standard deviation of the inputs')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    acts = parse_acts(args.acts)
     device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise InputError('--device cuda: no CUDA device is available')
     from sau_core.kernels import cpu
     print(f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads, sau_core CPU kernels: {cpu.isa()}'
           + (f', {torch.cuda.get_device_name(device)}' if device.type == 'cuda' else ''))
     for size in args.sizes.split(','):
-        run(int(float(size) * 2**20), getattr(torch, args.dtype), device, args.rounds, args.std)
+        run(int(float(size) * 2**20), getattr(torch, args.dtype), device, args.rounds, args.std, acts,
+            args.baseline)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))
