@@ -177,6 +177,18 @@ def test_analyze_released_segmentation_checkpoint(tmp_path):
     assert '| **all layers** |' in md and r'\|nx\|<1' in md
 
 
+def test_summarize_prints_one_row_per_analysis(tmp_path, capsys):
+    rows = [dict(layer='a', alpha=0.1), dict(layer='b', alpha=0.3)]
+    result = dict(config='x/cfg.py', weights='at initialisation (seed 0)', bands=[1, 3, 8], layers=rows,
+                  all=dict(elements=1000, below_1=0.001, below_3=0.003, below_8=0.008, max_diff=1.5e-5,
+                           fp32_differs=0.002))
+    (tmp_path / 'analysis.json').write_text(json.dumps(result))
+    assert aa.main(['--summarize', str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == ('| cfg.py | at initialisation (seed 0) | 2 | 1,000 | 0.001 | 0.003 | 0.008 | 1.5e-05 | 0.002 | '
+                      '0.100..0.300 |')
+
+
 def test_analyze_refuses_a_model_without_sau(tmp_path):
     proc = subprocess.run([sys.executable, 'tools/analyze_activations.py',
                            'segmentation/configs/unet-w8_sau_tiny-cityscapes.py', '--act', 'relu',

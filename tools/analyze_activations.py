@@ -22,6 +22,10 @@ The model runs in training mode (batch statistics in BN, dropout on: the distrib
 under ``torch.no_grad()``; ``--eval-mode`` gives the test-time one (BN running statistics). It writes
 ``analysis.md`` and ``analysis.json`` to ``--out-dir`` (default ``work_dirs/analyze/<config>/<checkpoint or
 init>``) and, with ``--plot``, ``tools/plot.py bands``'s figure of them.
+
+    python tools/analyze_activations.py --summarize ANALYSIS.json [ANALYSIS.json ...]
+
+prints one row per analysis (its "all layers" row, with the range of the layers' alphas): the README's table.
 """
 import argparse
 import json
@@ -307,7 +311,34 @@ def default_out_dir(config_path, checkpoint, act):
     return osp.join(REPO_ROOT, 'work_dirs', 'analyze', stem, which)
 
 
+def summary_markdown(paths):
+    """One row per analysis.json: the model, its weights, the element-weighted fractions over all its SAU layers,
+    the largest |SAU - LeakyReLU| seen and the range of the layers' (mean) alphas."""
+    lines = ['| config | weights | SAU layers | inputs | \\|nx\\|<1 | \\|nx\\|<3 | \\|nx\\|<8 | '
+             'max \\|SAU-LReLU\\| | fp32 differs | alpha (layers) |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---|']
+    for path in paths:
+        path = osp.join(path, 'analysis.json') if osp.isdir(path) else path
+        try:
+            with open(path) as f:
+                r = json.load(f)
+            overall, layers = r['all'], r['layers']
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f'cannot read {path} as an analysis.json of this tool: {e}') from None
+        alphas = [row['alpha'] for row in layers]
+        lines.append(f'| {osp.basename(r["config"])} | {r["weights"]} | {len(layers)} | {overall["elements"]:,} | '
+                     + ' | '.join(fmt(overall.get(f'below_{k}')) for k in r['bands'])
+                     + f' | {fmt(overall.get("max_diff"))} | {fmt(overall.get("fp32_differs"))} | '
+                     f'{min(alphas):.3f}..{max(alphas):.3f} |')
+    return '\n'.join(lines) + '\n'
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['--summarize']:
+        if len(argv) < 2:
+            raise InputError('--summarize: give one or more analysis.json files (or their folders)')
+        print(summary_markdown(argv[1:]), end='')
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file (a task config of the zoo)')
     parser.add_argument('checkpoint', nargs='?', help='checkpoint file or URL; without it: at initialisation')
