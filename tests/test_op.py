@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from op_cases import CASES, N, TOLERANCES, assert_matches_reference, make_input
+from op_cases import (CASES, N, NS, TOLERANCES, alpha_sets, check_against_reference, make_grad, make_input, op_path,
+                      param_dtype)
 from sau_core import SAU, sau, sau_reference
 from sau_core.op import dense_layout
 
@@ -15,22 +16,21 @@ DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
 
 @pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('n', NS)
 @pytest.mark.parametrize('dtype', list(TOLERANCES))
 @pytest.mark.parametrize('case', list(CASES))
 @pytest.mark.parametrize('zero_centred', [False, True])
-def test_forward_and_gradients_match_reference(case, dtype, device, zero_centred):
+def test_forward_and_gradients_match_reference(case, dtype, n, device, zero_centred):
+    """The oracle of op_cases.py (per element, inside and outside the band) for y, grad_x, grad_alpha and grad_n,
+    at each alpha set."""
     shape, channels, make = CASES[case]
-    x = make_input(shape, dtype, device, make).requires_grad_()
-    param_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    alpha = torch.linspace(0.05, 0.3, channels, dtype=param_dtype, device=device).requires_grad_()
-    n = torch.tensor(N, dtype=param_dtype, device=device, requires_grad=True)
-
-    y = sau(x, alpha, n, zero_centred)
-    assert y.dtype == dtype and y.shape == x.shape
-    grad_y = make_input(tuple(y.shape), dtype, device, lambda t: t, seed=1) * N
-    grad_x, grad_alpha, grad_n = torch.autograd.grad(y, (x, alpha, n), grad_y) if y.numel() else (x, alpha * 0,
-                                                                                                   n * 0)
-    assert_matches_reference((y, grad_x, grad_alpha, grad_n), x, alpha, n, grad_y, zero_centred)
+    x = make_input(shape, dtype, device, make, n=n)
+    grad_y = make_grad(tuple(x.shape), dtype, device)
+    n = torch.tensor(n, dtype=param_dtype(dtype), device=device)
+    for alpha in alpha_sets(channels, dtype).values():
+        alpha = alpha.to(device)
+        assert sau(x, alpha, n, zero_centred).dtype == dtype
+        check_against_reference(op_path(x, alpha, n, zero_centred), x, alpha, n, grad_y, zero_centred)
 
 
 @pytest.mark.parametrize('zero_centred', [False, True])

@@ -8,7 +8,8 @@ from mmcv.cnn import ConvModule
 
 import sau_core
 import sau_core.mm  # noqa: F401  (registers SAU for ConvModule)
-from op_cases import CASES, N, TOLERANCES, assert_matches_reference, make_input
+from op_cases import (CASES, N, NS, TOLERANCES, alpha_sets, check_against_reference, make_grad, make_input, op_path,
+                      param_dtype)
 from sau_core import SAU, sau
 from sau_core import op
 from sau_core.op import FP16_INPLACE_ALPHA_MIN, INPLACE_ALPHA_RANGE
@@ -27,18 +28,19 @@ def inplace_and_grads(x, alpha, n, grad_y):
 
 
 @pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('n', NS)
 @pytest.mark.parametrize('dtype', list(TOLERANCES))
 @pytest.mark.parametrize('case', [name for name in CASES if name != 'empty'])
-def test_inplace_matches_reference(case, dtype, device):
+def test_inplace_matches_reference(case, dtype, n, device):
+    """The oracle of op_cases.py on the in-place op (x recovered from y in backward), at each alpha set within
+    INPLACE_ALPHA_RANGE; op_path asserts that it did run in place."""
     shape, channels, make = CASES[case]
-    x = make_input(shape, dtype, device, make)
-    param_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    alpha = torch.linspace(0.05, 0.3, channels, dtype=param_dtype, device=device).requires_grad_()
-    n = torch.tensor(N, dtype=param_dtype, device=device, requires_grad=True)
-    grad_y = make_input(tuple(x.shape), dtype, device, lambda t: t, seed=1) * N
-    outputs, ran_in_place = inplace_and_grads(x, alpha, n, grad_y)
-    assert ran_in_place
-    assert_matches_reference(outputs, x, alpha, n, grad_y, False, saved_is_output=True)
+    x = make_input(shape, dtype, device, make, n=n)
+    grad_y = make_grad(tuple(x.shape), dtype, device)
+    n = torch.tensor(n, dtype=param_dtype(dtype), device=device)
+    for alpha in alpha_sets(channels, dtype, inplace=True).values():
+        alpha = alpha.to(device)
+        check_against_reference(op_path(x, alpha, n, inplace=True), x, alpha, n, grad_y, saved_is_output=True)
 
 
 # Worst relative error of dSAU/dx against the exact slope a + (1-a)*Phi(n*x), in ulp of x's dtype, over the
