@@ -122,6 +122,52 @@ def test_segmentation_overlay_and_label_ids(tmp_path, capsys):
     assert f'{images[0]}: road' in printed
 
 
+def test_mmsegmentation_apis_run_the_zoo_configs(tmp_path, capsys):
+    """MMSegmentation's own MMSegInferencer and init_model/inference_model on the zoo's config (CheckSegMap in
+    its test pipeline) give tools/infer.py's label map."""
+    import mmcv
+    from mmseg.apis import MMSegInferencer, inference_model, init_model
+    image = tmp_path / 'scene.png'
+    Image.fromarray(make_tiny_cityscapes.make_scene(np.random.default_rng(11), 64, 128)[0]).save(image)
+    assert run([*SEG, str(image), '--out', str(tmp_path / 'out')], capsys)[0] == 0
+    mine = np.asarray(Image.open(tmp_path / 'out' / 'pred' / 'scene_labelTrainIds.png'))
+
+    inferencer = MMSegInferencer(model=SEG[0], weights=SEG[1], device='cpu')
+    inferencer.show_progress = False
+    assert np.array_equal(inferencer(str(image))['predictions'], mine)
+    model = init_model(SEG[0], SEG[1], device='cpu')
+    from_path = inference_model(model, str(image)).pred_sem_seg.data[0].numpy()
+    from_array = inference_model(model, mmcv.imread(str(image))).pred_sem_seg.data[0].numpy()
+    assert np.array_equal(from_path, mine) and np.array_equal(from_array, mine)
+
+
+def test_checkseg_map_in_the_full_cityscapes_pipelines(tmp_path):
+    """The full-size config's test pipeline (Resize, then CheckSegMap) as MMSegInferencer and inference_model
+    build it: an image passes; a dataset sample whose mask was not loaded, or holds a label id, is refused."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+    from mmseg.apis import MMSegInferencer
+    from mmseg.apis.utils import _preprare_data
+    from segmentation.sau_seg.transforms import CheckSegMap
+    from tools.zoo.errors import InputError
+    cfg = Config.fromfile('segmentation/configs/unet_sau_cityscapes.py')
+    assert 'CheckSegMap' in [step['type'] for step in cfg.test_pipeline]
+    image = tmp_path / 'scene.png'
+    Image.fromarray(make_tiny_cityscapes.make_scene(np.random.default_rng(12), 64, 128)[0]).save(image)
+    pipeline = MMSegInferencer._init_pipeline(MMSegInferencer.__new__(MMSegInferencer), cfg)
+    packed = pipeline(str(image))
+    assert tuple(packed['inputs'].shape) == (3, 1024, 2048)  # Cityscapes' test scale
+    data, _ = _preprare_data(str(image), SimpleNamespace(cfg=cfg))
+    assert tuple(data['inputs'][0].shape) == (3, 1024, 2048)
+
+    check = CheckSegMap(num_classes=19, ignore_index=255)
+    with pytest.raises(InputError, match='put LoadAnnotations before it'):
+        check(dict(img_path='a.png', seg_map_path='a_gtFine_labelTrainIds.png'))
+    with pytest.raises(InputError, match=r'holds values \[33\]'):
+        check(dict(seg_map_path='m.png', gt_seg_map=np.full((4, 4), 33, np.uint8), ori_shape=(4, 4)))
+
+
 # --- translation -------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def generated(tmp_path_factory, in_repo):

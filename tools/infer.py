@@ -26,7 +26,6 @@ Built on the frameworks' own inference APIs, which do the drawing and decoding:
 ``tools/eval.py`` does; a checkpoint of another model is refused with one line that says so.
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -322,10 +321,6 @@ def run_segmentation(args, cfg, checkpoint):
     from mmseg.apis import MMSegInferencer
     from PIL import Image
     images = list_images(args.inputs)
-    cfg = copy.deepcopy(cfg)
-    for pipeline in (cfg.test_dataloader.dataset.pipeline, cfg.get('test_pipeline') or []):
-        # interim: CheckSegMap checks a ground-truth mask, which MMSegInferencer does not load
-        pipeline[:] = [step for step in pipeline if step.get('type') != 'CheckSegMap']
     with framework_errors():
         inferencer = MMSegInferencer(model=cfg, weights=checkpoint, device=args.device)
     inferencer.show_progress = False

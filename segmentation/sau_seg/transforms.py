@@ -2,6 +2,11 @@
 
 Without it a value such as 33 (a raw Cityscapes *label id*) crashes the loss with an index error
 that names no file, or, in evaluation, is silently dropped by ``IoUMetric``'s histogram.
+
+Inference has no mask: MMSegmentation's ``MMSegInferencer`` and ``mmseg.apis.inference_model`` build the config's
+test pipeline without ``LoadAnnotations`` (and with nothing but the image in each sample), so ``CheckSegMap``
+passes such samples through; a sample of a dataset (it names its mask, ``seg_map_path``) still must have had
+its mask loaded.
 """
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
@@ -16,7 +21,9 @@ class CheckSegMap(BaseTransform):
     ``ignore_index``.
 
     Place it right after ``LoadAnnotations``. It also checks that the mask is one channel and has the
-    image's original size (``ori_shape``), which catches an image paired with the wrong mask.
+    image's original size (``ori_shape``), which catches an image paired with the wrong mask. A sample without
+    a mask and without ``seg_map_path`` (an image given to an inferencer) is passed through unchanged; one
+    with ``seg_map_path`` but no loaded mask is an ``InputError`` (``LoadAnnotations`` missing before it).
 
     Args:
         num_classes: number of train ids (19 for Cityscapes).
@@ -28,6 +35,11 @@ class CheckSegMap(BaseTransform):
         self.ignore_index = int(ignore_index)
 
     def transform(self, results):
+        if 'gt_seg_map' not in results:
+            if results.get('seg_map_path') is None:  # inference on an image: no ground truth to check
+                return results
+            raise InputError(f'CheckSegMap got no loaded mask for {results["seg_map_path"]}: put LoadAnnotations '
+                             'before it in the pipeline')
         seg = results['gt_seg_map']
         path = results.get('seg_map_path', '<unknown mask>')
         if seg.ndim != 2:
