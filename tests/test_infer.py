@@ -225,6 +225,42 @@ def test_translation_n_best_and_stdin(capsys, monkeypatch, generated):
     assert status == 1 and err.startswith('error: --n-best must be between 1 and the beam size (4)')
 
 
+HUB_SCRIPT = r"""
+import json, sys
+from fairseq.models.transformer import TransformerModel
+repo, sentence = sys.argv[1], sys.argv[2]
+args = (repo + '/checkpoints', 'transformer_tiny_sau_20261123-5a6d6c73.pth', repo + '/data/tiny_en_de/bin')
+options = dict(tokenizer='moses', bpe='subword_nmt', bpe_codes=repo + '/data/tiny_en_de/bpe/code')
+out = {}
+try:  # nothing of the zoo imported yet: fairseq cannot build SAU
+    TransformerModel.from_pretrained(*args, **options)
+except Exception as e:
+    out['error'] = f'{type(e).__name__}: {e}'
+import translation  # registers SAU; fairseq's own loader then needs no user_dir
+out['plain'] = TransformerModel.from_pretrained(*args, **options).translate([sentence], beam=4, lenpen=0.6)[0]
+out['user_dir'] = TransformerModel.from_pretrained(*args, user_dir=translation.USER_DIR, **options).translate(
+    [sentence], beam=4, lenpen=0.6)[0]
+hub = translation.from_pretrained(repo + '/checkpoints/transformer_tiny_sau_20261123-5a6d6c73.pth',
+                                  repo + '/data/tiny_en_de/bin')
+out['zoo'] = hub.translate([sentence], beam=4, lenpen=0.6)[0]
+print(json.dumps(out))
+"""
+
+
+def test_fairseq_hub_loads_the_checkpoint(tmp_path, generated):
+    """fairseq's TransformerModel.from_pretrained, in a fresh process outside the repository: without the zoo
+    imported the error names --user-dir; after ``import translation`` no user_dir is needed; with
+    ``user_dir=translation.USER_DIR`` and through ``translation.from_pretrained``: fairseq-generate's output."""
+    hyps, sources = generated
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    done = subprocess.run([sys.executable, '-c', HUB_SCRIPT, REPO, sources[5]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 'sau' in out['error'] and '--user-dir' in out['error']
+    assert out['plain'] == out['user_dir'] == out['zoo'] == hyps[5]
+
+
 # --- checkpoints from URLs, bad input ----------------------------------------------------------
 def test_url_checkpoint_is_downloaded_and_hash_checked(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv('SAU_ZOO_CACHE', str(tmp_path / 'cache'))

@@ -143,7 +143,8 @@ def translation_files(cfg):
     if missing:
         raise InputError(f'translation needs the dictionaries of the data the model was trained on: {data} has no '
                          f'{", ".join(missing)}; {hint}')
-    codes = data.parent / 'bpe' / 'code'
+    import translation
+    codes = Path(translation.bpe_codes_of(str(data)))
     if not codes.is_file():
         raise InputError(f'translation needs the BPE codes the training data was split with: {codes} not found; '
                          f'{hint}')
@@ -151,19 +152,16 @@ def translation_files(cfg):
 
 
 def load_hub(cfg, checkpoint, device='cpu'):
-    """fairseq's ``GeneratorHubInterface`` for a zoo translation checkpoint: ``TransformerModel.from_pretrained``
-    with the zoo's ``--user-dir`` (``translation/``), Moses tokenisation and the data folder's BPE codes."""
-    from fairseq.models.transformer import TransformerModel
-
+    """fairseq's ``GeneratorHubInterface`` for a zoo translation checkpoint (``translation.from_pretrained``:
+    ``TransformerModel.from_pretrained`` with the zoo's ``user_dir``, Moses tokenisation and the data folder's BPE
+    codes)."""
     import translation
-    user_dir = osp.dirname(osp.abspath(translation.__file__))
     data, codes = translation_files(cfg)
     train = cfg.fairseq.get('train') or {}
     with framework_errors():
-        hub = TransformerModel.from_pretrained(
-            osp.dirname(osp.abspath(checkpoint)), checkpoint_file=osp.basename(checkpoint), data_name_or_path=data,
-            user_dir=user_dir, tokenizer='moses', bpe='subword_nmt', bpe_codes=codes,
-            source_lang=train.get('source_lang', 'en'), target_lang=train.get('target_lang', 'de'))
+        hub = translation.from_pretrained(checkpoint, data, bpe_codes=codes,
+                                          source_lang=train.get('source_lang', 'en'),
+                                          target_lang=train.get('target_lang', 'de'))
     hub.eval()
     if device.startswith('cuda'):
         hub.to(device)
