@@ -49,6 +49,9 @@ if ! "$PY" -c 'import fairseq, importlib.metadata as m; assert "sauzoo" in m.ver
 fi
 pip install -q -r requirements/fairseq.txt
 
+echo "== ONNX export and runtime (tools/export.py, tests/test_export.py)"
+pip install -q -r requirements/deploy.txt
+
 echo "== sau_core (editable, builds its C++ CPU kernels)"
 pip install -q --no-build-isolation --no-deps -e .
 
