@@ -13,6 +13,7 @@ forgotten a job (no accounting).
 """
 import json
 import os
+import re
 import os.path as osp
 import subprocess
 import sys
@@ -32,6 +33,9 @@ from tools.zoo import slurm as zs  # noqa: E402
 SKIP = slurm_cluster.skip_reason()
 needs_slurm = pytest.mark.skipif(SKIP is not None, reason=f'no local Slurm: {SKIP}')
 pytest.importorskip('submitit')
+#: the cases that take a minute or more each (time limits, node states, 2-process trainings)
+SLOW = pytest.mark.skipif(os.environ.get('SAU_ZOO_SLURM_TESTS') == 'fast',
+                          reason='SAU_ZOO_SLURM_TESTS=fast: the slower Slurm cases are skipped')
 
 
 @pytest.fixture(scope='session')
@@ -172,6 +176,7 @@ def test_states_failure_line_cancel_and_resubmission(cluster, fake):
 
 
 @needs_slurm
+@SLOW
 def test_time_limit_requeues_from_a_checkpoint_then_the_bound_reports_timed_out(cluster, fake):
     """``--time 1``, USR2 1 s before the limit: Slurm checks limits every 30 s and signals up to 30 s early, so
     each attempt trains 29-59 s and then has at least 29 s to save before it is killed. The 60 s run saves on
@@ -200,6 +205,7 @@ def test_time_limit_requeues_from_a_checkpoint_then_the_bound_reports_timed_out(
 
 
 @needs_slurm
+@SLOW
 def test_drained_then_downed_node_loses_nothing(cluster, fake):
     """Drain while a run trains: it goes on, the next one waits (pending). Down: the running run is requeued
     (Slurm's JobRequeue), waits for the node, resumes from its checkpoint and ends with the uninterrupted value."""
@@ -270,7 +276,7 @@ def test_markers_decide_once_slurm_has_forgotten_the_job(tmp_path):
     assert zs.run_state(str(run), known={})['state'] == 'cancelled'
     (run / zs.STATE_FILE).write_text(json.dumps({'state': 'failed', 'error': 'error: bad', 'log': 'l'}))
     assert zs.run_state(str(run), known={}) == dict(state='failed', job_id='17_3', log='l', error='error: bad',
-                                                    slurm='unknown to Slurm')
+                                                    slurm='unknown to Slurm', slurm_log='x.out')
     # Slurm's FAILED for a run that reached the requeue bound: the marker's timed_out wins
     (run / zs.STATE_FILE).write_text(json.dumps({'state': 'timed_out', 'error': 'time limit reached 4 times'}))
     assert zs.run_state(str(run), known={'17_3': ('FAILED', 'NonZeroExitCode')})['state'] == 'timed_out'
@@ -324,3 +330,248 @@ def test_job_script_is_one_array_with_the_resources(tmp_path):
                  '#SBATCH --job-name=sau-seg'):
         assert line in script.splitlines(), (line, script)
     assert 'srun --unbuffered' in script and '-m submitit.core._submit' in script
+
+
+# ------------------------------------------------------------------ the zoo's tasks through Slurm
+# The sweep through tools/sweep.py --launcher slurm on the tiny segmentation config, against the same sweep
+# run locally (same seeds, one thread per process). Each run trains a few epochs with a checkpoint per epoch,
+# so that a cancelled, requeued or downed run has something to resume from.
+
+SEG_EPOCHS = 3
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+
+
+def sweep_cli(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, 'tools/sweep.py', *args], cwd=REPO, env=env or ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def tiny_seg(tmp_path_factory):
+    from tools.data import make_tiny_cityscapes
+    root = str(tmp_path_factory.mktemp('slurm_seg') / 'tiny_cityscapes')
+    make_tiny_cityscapes.make_tiny_cityscapes(root, seed=0)
+    return root
+
+
+def seg_options(root, epochs=SEG_EPOCHS):
+    return [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_begin=1000', 'default_hooks.checkpoint.interval=1',
+            'default_hooks.checkpoint.max_keep_ckpts=2',
+            *[f'{k}.dataset.data_root={root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]]
+
+
+@pytest.fixture(scope='module')
+def local_sweep(tiny_seg, tmp_path_factory):
+    """The reference: relu and sau x 2 seeds, run locally by tools/sweep.py."""
+    work_dir = str(tmp_path_factory.mktemp('local') / 'segmentation')
+    proc = sweep_cli('segmentation', '--acts', 'relu,sau', '--seeds', '2', '--work-dir', work_dir,
+                     '--cfg-options', *seg_options(tiny_seg))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(osp.join(work_dir, 'results.json')) as f:
+        return dict(work_dir=work_dir, results=json.load(f))
+
+
+def run_metrics(work_dir, act, seed):
+    with open(osp.join(work_dir, act, f'seed{seed}', 'metrics.json')) as f:
+        return json.load(f)
+
+
+def job_id(run_dir):
+    return json.load(open(osp.join(run_dir, zs.JOB_FILE)))['job_id']
+
+
+def status_of(proc, label):
+    """The state ``--status`` lists for ``label`` (e.g. ``sau seed0``)."""
+    for line in proc.stdout.splitlines():
+        if line.startswith(label + ':'):
+            return line[len(label) + 1:].split()[0]
+    raise AssertionError(f'{label} not listed:\n{proc.stdout}')
+
+
+@needs_slurm
+def test_slurm_sweep_equals_the_local_sweep_and_survives_a_scancel(cluster, tiny_seg, local_sweep,
+                                                                     tmp_path_factory):
+    """Cases 1 and 3: the same 2 x 2 sweep through Slurm (one job array, 2 runs at a time on this 2-CPU node).
+    One run is cancelled (scancel) after its first checkpoint; --status says cancelled; the rerun resubmits only
+    it; it resumes from its checkpoint. The collected results.json equals the local sweep's, value for value."""
+    work_dir = str(tmp_path_factory.mktemp('slurm_sweep') / 'segmentation')
+    args = ['segmentation', '--acts', 'relu,sau', '--seeds', '2', '--work-dir', work_dir, '--launcher', 'slurm',
+            '--time', '10', '--max-parallel', '2', '--cfg-options', *seg_options(tiny_seg)]
+    start = time.time()
+    proc = sweep_cli(*args, env=cluster.env | {'OMP_NUM_THREADS': '1'})
+    submit_seconds = time.time() - start
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'submitted 4 runs' in proc.stdout, proc.stdout
+    ids = {(a, s): job_id(osp.join(work_dir, a, f'seed{s}')) for a in ('relu', 'sau') for s in (0, 1)}
+    assert len({i.split('_')[0] for i in ids.values()}) == 1  # one array
+    # cancel sau seed1 (the array's last task) once it has its first checkpoint
+    victim = osp.join(work_dir, 'sau', 'seed1')
+    wait_for(lambda: osp.isfile(osp.join(victim, 'epoch_1.pth')), 180, 'sau seed1 to save epoch 1', poll=0.1)
+    subprocess.run(['scancel', ids[('sau', 1)]], check=True, env=cluster.env)
+    wait_for(lambda: zs.run_state(victim)['state'] == 'cancelled', 60, 'the cancel to show')
+    wait_for(lambda: all(zs.run_state(osp.join(work_dir, a, f'seed{s}'))['state'] == 'done'
+                         for a, s in ids if (a, s) != ('sau', 1)), 300, 'the other runs')
+    status = sweep_cli('segmentation', '--acts', 'relu,sau', '--seeds', '2', '--work-dir', work_dir, '--status',
+                       env=cluster.env)
+    assert status.returncode == 0, status.stderr
+    assert status_of(status, 'sau seed1') == 'cancelled'
+    assert [status_of(status, f'{a} seed{s}') for a, s in ids if (a, s) != ('sau', 1)] == ['done'] * 3
+    assert not osp.isfile(osp.join(victim, 'metrics.json'))
+    # the rerun resubmits the cancelled run only, waits for it and collects the table
+    table_start = time.time()
+    rerun = sweep_cli(*args, '--wait', env=cluster.env | {'OMP_NUM_THREADS': '1'})
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert 'submitted 1 runs' in rerun.stdout
+    assert json.load(open(osp.join(victim, zs.JOB_FILE)))['history'] == [ids[('sau', 1)]]
+    log = open(osp.join(victim, 'train.log')).read()
+    assert log.count('--resume') == 1
+    assert re.search(r'resumed epoch: [12], iter', log), log[-3000:]  # from epoch_1 (or 2: the cancel's delay)
+    with open(osp.join(work_dir, 'results.json')) as f:
+        results = json.load(f)
+    assert results == local_sweep['results']  # every value: runs, means, stds, Table-8 counts
+    for act in ('relu', 'sau'):
+        for seed in (0, 1):
+            assert run_metrics(work_dir, act, seed) == run_metrics(local_sweep['work_dir'], act, seed)
+    with open(osp.join(work_dir, 'results.md')) as f, open(osp.join(local_sweep['work_dir'], 'results.md')) as g:
+        assert f.read() == g.read()
+    print(f'\nsubmission of 4 runs: {submit_seconds:.1f} s (the CLI, imports included); rerun to table: '
+          f'{time.time() - table_start:.0f} s')
+
+
+@needs_slurm
+def test_a_failing_run_is_reported_with_its_error_line_while_the_others_finish(cluster, tiny_seg, tmp_path_factory):
+    """Case 4: one run of the array gets a bad --cfg-options; --status says failed with tools/train.py's error
+    line and its log; the other run finishes and is collected."""
+    from tools import sweep
+    from tools.zoo.tasks import TASKS
+    work_dir = str(tmp_path_factory.mktemp('slurm_fail') / 'segmentation')
+    options = seg_options(tiny_seg, epochs=1)
+    jobs = sweep.slurm_jobs(TASKS['segmentation'], ['relu', 'sau'], [0], work_dir, options, False,
+                            zs.Resources(time='10'))
+    bad = jobs[('relu', 0)]
+    bad.train = bad.train + ['train_cfg.max_epochs=abc']  # the last --cfg-options wins
+    zs.submit(list(jobs.values()), osp.join(work_dir, 'slurm'), zs.Resources(time='10'), 'sau-fail')
+    zs.wait([j.run_dir for j in jobs.values()], poll_s=1, timeout_s=300)
+    status = sweep_cli('segmentation', '--acts', 'relu,sau', '--seeds', '1', '--work-dir', work_dir, '--status',
+                       env=cluster.env)
+    assert status.returncode == 0, status.stderr
+    assert status_of(status, 'sau seed0') == 'done'
+    line = next(l for l in status.stdout.splitlines() if l.startswith('relu seed0:'))
+    assert line.split()[2] == 'failed'
+    assert "error: --cfg-options train_cfg.max_epochs='abc': expected a number" in line
+    assert osp.join(work_dir, 'relu', 'seed0', 'train.log') in line
+    with open(osp.join(work_dir, 'results.json')) as f:
+        results = json.load(f)
+    assert results['runs']['sau']['0'] == {k: run_metrics(work_dir, 'sau', 0)[k]
+                                           for k in TASKS['segmentation'].metrics.values()}
+    assert 'relu' not in results['runs'] and results['missing'] == {'relu': [0]}
+
+
+@needs_slurm
+@SLOW
+def test_a_run_past_its_time_limit_requeues_resumes_and_completes(cluster, tiny_seg, tmp_path_factory):
+    """Case 5: --time 1 (minute): USR2 reaches training 29-59 s in (--signal-delay 1: Slurm signals up to 30 s
+    early); it is requeued (submitit, scontrol requeue), resumes from its last checkpoint and completes."""
+    work_dir = str(tmp_path_factory.mktemp('slurm_time') / 'segmentation')
+    epochs = 45
+    proc = sweep_cli('segmentation', '--acts', 'sau', '--seeds', '1', '--work-dir', work_dir, '--launcher', 'slurm',
+                     '--time', '1', '--signal-delay', '1', '--max-requeues', '6', '--wait',
+                     '--cfg-options', *seg_options(tiny_seg, epochs=epochs), env=cluster.env | {'OMP_NUM_THREADS': '1'})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = osp.join(work_dir, 'sau', 'seed0')
+    marker = json.load(open(osp.join(run_dir, zs.STATE_FILE)))
+    assert marker['state'] == 'done' and marker['requeues'] >= 1
+    log = open(osp.join(run_dir, 'train.log')).read()
+    assert log.count('--resume') == marker['requeues']
+    assert f'Epoch(train) [{epochs}]' in log and osp.isfile(osp.join(run_dir, f'epoch_{epochs}.pth'))
+    assert 'mIoU' in run_metrics(work_dir, 'sau', 0)
+
+
+@needs_slurm
+@SLOW
+def test_drained_and_downed_node_mid_run_loses_nothing(cluster, tiny_seg, local_sweep, tmp_path_factory):
+    """Case 6: two runs, one at a time. Drain while the first trains: it finishes, the second waits. Resume, then
+    down while the second trains: Slurm requeues it; it resumes from its checkpoint. Both end with the local
+    sweep's metrics."""
+    work_dir = str(tmp_path_factory.mktemp('slurm_drain') / 'segmentation')
+    args = ['segmentation', '--acts', 'relu', '--seeds', '2', '--work-dir', work_dir, '--launcher', 'slurm',
+            '--time', '10', '--max-parallel', '1', '--cfg-options', *seg_options(tiny_seg)]
+    proc = sweep_cli(*args, env=cluster.env | {'OMP_NUM_THREADS': '1'})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    first, second = (osp.join(work_dir, 'relu', f'seed{s}') for s in (0, 1))
+    try:
+        wait_for(lambda: osp.isfile(osp.join(first, 'train.log')), 120, 'the first run to start', poll=0.2)
+        cluster.set_node_state('drain')
+        assert [zs.run_state(d)['state'] for d in (first, second)] == ['running', 'pending']
+        wait_for(lambda: zs.run_state(first)['state'] == 'done', 180, 'the first run under drain')
+        time.sleep(2)
+        assert zs.run_state(second)['state'] == 'pending' and cluster.node_state().startswith('drain')
+        cluster.set_node_state('resume')
+        wait_for(lambda: osp.isfile(osp.join(second, 'epoch_1.pth')), 180, 'the second run to save', poll=0.1)
+        cluster.set_node_state('down')
+        wait_for(lambda: zs.run_state(second)['state'] == 'pending', 60, 'the requeue after down')
+    finally:
+        cluster.set_node_state('resume')
+    rerun = sweep_cli(*args, '--wait', env=cluster.env | {'OMP_NUM_THREADS': '1'})
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert 'nothing to submit' in rerun.stdout  # Slurm requeued the downed run itself
+    assert '--resume' in open(osp.join(second, 'train.log')).read()
+    assert 'Restarts=1' in subprocess.run(['scontrol', 'show', 'job', job_id(second)], capture_output=True,
+                                          text=True, env=cluster.env).stdout
+    for seed in (0, 1):
+        assert run_metrics(work_dir, 'relu', seed) == run_metrics(local_sweep['work_dir'], 'relu', seed)
+
+
+# ------------------------------------------------------------------ tools/train.py --launcher slurm (CPU, gloo)
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def final_weights(work_dir, fairseq):
+    import torch
+    if fairseq:
+        return torch.load(osp.join(work_dir, 'checkpoint_last.pt'), map_location='cpu', weights_only=False)['model']
+    pointer = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+    return torch.load(pointer, map_location='cpu', weights_only=False)['state_dict']
+
+
+@needs_slurm
+@SLOW
+@pytest.mark.parametrize('task', ['segmentation', 'translation'])
+def test_srun_two_tasks_train_as_torchrun_two_processes(cluster, task, tiny_seg, tmp_path):
+    """Case 2: ``srun -n2 tools/train.py --launcher slurm`` (gloo; rank, world size and master from Slurm's
+    variables) trains the same weights as ``torchrun --nproc_per_node=2 tools/train.py --launcher pytorch``."""
+    import torch
+    from tools.zoo.tasks import TASKS
+    config = TASKS[task].config
+    if task == 'segmentation':
+        options = ['--cfg-options', *seg_options(tiny_seg, epochs=2)]
+    else:
+        options = ['--cfg-options', 'fairseq.train.max_update=6']
+    common = [config, '--seed', '0', *options]
+    env = {**cluster.env, 'OMP_NUM_THREADS': '1', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD': '1'}
+    runs = {}
+    torchrun = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+         f'--master_port={free_port()}', 'tools/train.py', '--work-dir', str(tmp_path / 'torchrun'), *common,
+         '--launcher', 'pytorch'], cwd=REPO, env={k: v for k, v in env.items() if not k.startswith('SLURM_J')},
+        capture_output=True, text=True, timeout=600)
+    assert torchrun.returncode == 0, torchrun.stdout[-2000:] + torchrun.stderr[-3000:]
+    srun = subprocess.run(
+        ['srun', '-n2', '--cpus-per-task=1', '--kill-on-bad-exit=1', sys.executable, '-u', 'tools/train.py',
+         '--work-dir', str(tmp_path / 'srun'), *common, '--launcher', 'slurm'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert srun.returncode == 0, srun.stdout[-2000:] + srun.stderr[-3000:]
+    assert srun.stdout.count('train done') == torchrun.stdout.count('train done') == 1  # rank 0 reports
+    fairseq = task == 'translation'
+    for name in ('torchrun', 'srun'):
+        runs[name] = final_weights(tmp_path / name, fairseq)
+    assert runs['srun'].keys() == runs['torchrun'].keys()
+    for key, value in runs['torchrun'].items():
+        assert torch.equal(runs['srun'][key], value), key  # the same computation: bitwise
+    # and not trivially: training moved the weights away from the first checkpoint's
+    assert any('alpha' in k for k in runs['srun'])

@@ -1,8 +1,12 @@
-"""Distributed training for tools/train.py: ``--launcher pytorch`` (torchrun) and ``slurm``.
+"""Distributed training for tools/train.py: ``--launcher pytorch`` (torchrun) and ``slurm`` (srun).
 
 With CUDA GPUs MMEngine and fairseq start the process group themselves (NCCL). Without, both need help:
 MMEngine configs get a gloo group and a DDP wrapper without device ids (``setup_cpu_distributed``), fairseq
 configs get ``--distributed-backend gloo --ddp-backend legacy_ddp`` (``fairseq_launcher_options``).
+
+``--launcher slurm`` on CPU nodes is the torchrun case with torchrun's variables taken from srun's
+(``slurm_env``: rank, world size, local rank, the master node and a port derived from the job id, so that two
+jobs on one node do not collide); with GPUs MMEngine's and fairseq's own Slurm set-up (NCCL), with that port.
 """
 import os
 
@@ -10,20 +14,61 @@ from tools.zoo.errors import InputError
 
 
 def check_launcher(launcher):
-    """For both engines: ``--launcher pytorch`` needs the variables torchrun sets, ``--launcher slurm`` CUDA GPUs
-    and the variables srun sets; one ``error:`` line otherwise."""
+    """For both engines: ``--launcher pytorch`` needs the variables torchrun sets, ``--launcher slurm`` the
+    variables srun sets; one ``error:`` line otherwise. On CPU, ``--launcher slurm`` then exports torchrun's
+    variables from srun's (``slurm_env``), so that both engines take their torchrun (gloo) path."""
     import torch
     needs = {'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
              'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_JOB_NODELIST')}.get(launcher, ())
-    if launcher == 'slurm' and not torch.cuda.is_available():
-        raise InputError('--launcher slurm needs CUDA GPUs; on CPU start the processes with torchrun '
-                               'and --launcher pytorch (gloo)')
     missing = [key for key in needs if key not in os.environ]
     if missing:
         start = ('torchrun (python -m torch.distributed.run --nproc_per_node=N tools/train.py ...)'
                  if launcher == 'pytorch' else 'srun (srun --ntasks=N python -u tools/train.py ...)')
         raise InputError(f'--launcher {launcher}: {", ".join(missing)} not set; start the processes with '
                                f'{start}')
+    if launcher == 'slurm':
+        if torch.cuda.is_available():  # MMEngine's and fairseq's own Slurm set-up; only the port is ours
+            os.environ.setdefault('MASTER_PORT', str(slurm_master_port()))
+        else:
+            os.environ.update(slurm_env())
+
+
+def slurm_master_port(environ=None):
+    """The rendezvous port of a ``--launcher slurm`` run: ``MASTER_PORT`` when set, else 20000 + the job id mod
+    10000, so that two jobs on one node (two array tasks of a sweep, say) do not both take a fixed 29500."""
+    environ = os.environ if environ is None else environ
+    if environ.get('MASTER_PORT'):
+        return int(environ['MASTER_PORT'])
+    return 20000 + int(environ.get('SLURM_JOB_ID', '0')) % 10000
+
+
+def expand_nodelist(nodelist):
+    """Slurm's compressed host list (``node[01-03,07],gpu5``) -> host names, as ``scontrol show hostnames``
+    prints them (a node without Slurm's client tools has only the variable)."""
+    import re
+    hosts = []
+    for item in re.findall(r'[^,\[]+(?:\[[^\]]*\][^,\[]*)*', nodelist):
+        match = re.fullmatch(r'(.*?)\[(.*?)\](.*)', item)
+        if not match:
+            hosts.append(item)
+            continue
+        prefix, ranges, suffix = match.groups()
+        for part in ranges.split(','):
+            low, _, high = part.partition('-')
+            hosts += [f'{prefix}{i:0{len(low)}d}{suffix}' for i in range(int(low), int(high or low) + 1)]
+    return hosts
+
+
+def slurm_env(environ=None):
+    """torchrun's variables from srun's: RANK=SLURM_PROCID, WORLD_SIZE=SLURM_NTASKS, LOCAL_RANK=SLURM_LOCALID,
+    MASTER_ADDR the step's first node (``SLURM_STEP_NODELIST``, else the job's), MASTER_PORT
+    ``slurm_master_port()``. Returns the ones to set: variables already set (by the user) are kept."""
+    environ = os.environ if environ is None else environ
+    nodelist = environ.get('SLURM_STEP_NODELIST') or environ.get('SLURM_JOB_NODELIST', '')
+    out = dict(RANK=environ['SLURM_PROCID'], WORLD_SIZE=environ['SLURM_NTASKS'],
+               LOCAL_RANK=environ.get('SLURM_LOCALID', '0'),
+               MASTER_ADDR=(expand_nodelist(nodelist) or ['127.0.0.1'])[0], MASTER_PORT=str(slurm_master_port(environ)))
+    return {k: v for k, v in out.items() if not environ.get(k)}
 
 
 def check_amp(amp):
@@ -36,7 +81,8 @@ def check_amp(amp):
 
 
 def setup_cpu_distributed(cfg, launcher):
-    """MMEngine configs, ``--launcher pytorch`` without a GPU: a gloo process group, DDP without device ids.
+    """MMEngine configs, ``--launcher pytorch`` or ``slurm`` without a GPU: a gloo process group (``env://``:
+    torchrun's variables, or srun's through ``slurm_env``), DDP without device ids.
 
     MMEngine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` (no NVIDIA driver: a traceback) and its
     DDP wrapper passes ``device_ids=[LOCAL_RANK]``, which torch refuses for a CPU model. With the group
@@ -71,10 +117,11 @@ def fairseq_launcher_options(launcher):
     """
     import torch
     options = {}
-    if launcher == 'pytorch' and not torch.cuda.is_available():
+    if launcher in ('pytorch', 'slurm') and not torch.cuda.is_available():
+        # slurm: check_launcher exported torchrun's variables, fairseq takes its env:// path
         options = {'fairseq.train.distributed_backend': 'gloo', 'fairseq.train.ddp_backend': 'legacy_ddp'}
     elif launcher == 'slurm':
-        options = {'fairseq.train.distributed_port': int(os.environ.get('MASTER_PORT', 29500))}
+        options = {'fairseq.train.distributed_port': slurm_master_port()}
         if 'SLURM_NTASKS' in os.environ:
             options['fairseq.train.distributed_world_size'] = int(os.environ['SLURM_NTASKS'])
     return options

@@ -89,7 +89,17 @@ class AtomicCheckpointHook(CheckpointHook):
     killed while saving are removed when training starts.
     """
 
+    #: the MMEngine release whose private CheckpointHook._save_checkpoint_with_step the override below copies
+    MMENGINE_VERSION = '0.10.7'
+
     def before_train(self, runner):
+        import mmengine
+
+        from tools.zoo.errors import check_version
+        check_version('mmengine', mmengine.__version__, self.MMENGINE_VERSION,
+                      'tools.zoo.hooks.AtomicCheckpointHook._save_checkpoint_with_step',
+                      "mmengine/hooks/checkpoint_hook.py CheckpointHook._save_checkpoint_with_step (its "
+                      "keep_ckpt_ids / last_ckpt bookkeeping and its runner.save_checkpoint call) against the copy")
         out_dir = self.out_dir if self.out_dir is not None else runner.work_dir
         if self.backend_args is None and self.file_client_args is None and '://' not in str(out_dir):
             self.backend_args = dict(backend='atomic_local')
@@ -203,5 +213,83 @@ def add_reliability_hooks(cfg):
     return cfg
 
 
+# ------------------------------------------------------------- Slurm: a checkpoint when the time limit is near
+
+@HOOKS.register_module()
+class SignalCheckpointHook(Hook):
+    """Save a checkpoint and exit when Slurm warns that the job's time limit or a preemption is near.
+
+    ``tools/sweep.py --launcher slurm`` submits with ``sbatch --signal=USR2@DELAY``; Slurm sends USR2 to every
+    process of the job, this one included (``tools.zoo.slurm.CheckpointSignal``). Iteration-based loops stop
+    after the current iteration, epoch-based loops at the end of the current epoch (MMEngine resumes those at
+    epoch boundaries, so the requeued run then continues exactly as an uninterrupted one would; keep the epoch
+    shorter than the delay). The checkpoint is the run's own ``CheckpointHook``'s (atomic, ``last_checkpoint``
+    updated) unless it has just saved that step; then the process exits with status
+    ``tools.zoo.slurm.EXIT_CHECKPOINTED`` (3), which the Slurm job takes as "requeue me" and resumes with
+    ``--resume``. In a distributed run the ranks agree on the step with one all-reduce of a flag per check.
+    """
+
+    priority = 'LOWEST'  # after the CheckpointHook: its own save at this step comes first
+
+    def __init__(self):
+        self._signal = None
+
+    def before_train(self, runner):
+        import threading
+
+        from tools.zoo.slurm import CheckpointSignal
+        if threading.current_thread() is threading.main_thread():
+            self._signal = CheckpointSignal().install()
+
+    def after_train(self, runner):
+        if self._signal is not None:
+            self._signal.uninstall()
+
+    def _requested(self, runner):
+        if self._signal is None:
+            return False
+        if runner.world_size > 1:
+            import torch.distributed as torch_dist
+            return self._signal.requested(torch_dist.all_reduce)
+        return self._signal.requested()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if isinstance(runner.train_loop, IterBasedTrainLoop) and self._requested(runner):
+            self._save_and_exit(runner, f'iteration {runner.iter + 1}')
+
+    def after_train_epoch(self, runner):
+        if not isinstance(runner.train_loop, IterBasedTrainLoop) and self._requested(runner):
+            self._save_and_exit(runner, f'epoch {runner.epoch + 1}')
+
+    def _save_and_exit(self, runner, where):
+        from tools.zoo.slurm import EXIT_CHECKPOINTED
+        hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+        if hook is None:  # checkpoints disabled in the config: save one anyway, the requeue needs it
+            name = f'epoch_{runner.epoch + 1}.pth' if not isinstance(runner.train_loop, IterBasedTrainLoop) \
+                else f'iter_{runner.iter + 1}.pth'
+            runner.save_checkpoint(runner.work_dir, name)
+            if is_main_process():
+                atomic_write(osp.join(runner.work_dir, 'last_checkpoint'),
+                             osp.join(runner.work_dir, name).encode('utf-8'))
+        else:
+            step = runner.epoch + 1 if hook.by_epoch else runner.iter + 1
+            saved = hook.file_backend.join_path(hook.out_dir, hook.filename_tmpl.format(step))
+            if getattr(hook, 'last_ckpt', None) != saved:
+                hook._save_checkpoint(runner)
+        runner.logger.info(f'SignalCheckpointHook: {self._signal.received}: checkpoint saved after {where}; '
+                           f'exiting with status {EXIT_CHECKPOINTED} to be requeued')
+        raise SystemExit(EXIT_CHECKPOINTED)
+
+
+def add_signal_checkpoint_hook(cfg):
+    """Append ``SignalCheckpointHook`` to an MMEngine config's ``custom_hooks`` (idempotent)."""
+    custom_hooks = list(cfg.get('custom_hooks') or [])
+    if 'SignalCheckpointHook' not in {_type_name(h) for h in custom_hooks}:
+        custom_hooks.append(dict(type='SignalCheckpointHook'))
+    cfg.custom_hooks = custom_hooks
+    return cfg
+
+
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'FiniteLossHook', 'RandomStateHook',
            'add_reliability_hooks']
+__all__ += ['SignalCheckpointHook', 'add_signal_checkpoint_hook']

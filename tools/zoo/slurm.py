@@ -62,6 +62,51 @@ CHECKPOINT_SIGNAL = signal.SIGUSR2
 EXIT_CHECKPOINTED = 3
 
 
+class CheckpointSignal:
+    """Set when the time-limit/preemption signal (``CHECKPOINT_SIGNAL``, USR2) arrives; the training loops ask
+    ``requested()`` at their next save point (MMEngine: ``tools.zoo.hooks.SignalCheckpointHook``; fairseq:
+    ``translation/runner.py``), save a checkpoint and exit with ``EXIT_CHECKPOINTED``.
+
+    ``install()`` must run in the main thread. In a distributed run every rank has to stop at the same step,
+    or the others would wait in the next collective forever: ``requested(all_reduce)`` takes a function that
+    sums a tensor over the ranks (one small all-reduce per call), so the ranks agree even when the signal
+    reached them between two steps.
+    """
+
+    def __init__(self, signals=(CHECKPOINT_SIGNAL,)):
+        self.signals = tuple(signals)
+        self.received = None
+        self._previous = {}
+
+    def install(self):
+        for signum in self.signals:
+            self._previous[signum] = signal.signal(signum, self._handler)
+        return self
+
+    def uninstall(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+            print(f'{self.received} received (Slurm: time limit or preemption near): saving a checkpoint at the '
+                  f'next save point, then exiting with status {EXIT_CHECKPOINTED} for the requeue', flush=True)
+
+    def requested(self, all_reduce=None):
+        if all_reduce is None:
+            return self.received is not None
+        import torch
+        flag = torch.tensor([1.0 if self.received is not None else 0.0])
+        if torch.cuda.is_available() and torch.distributed.is_initialized() and \
+                torch.distributed.get_backend() == 'nccl':
+            flag = flag.cuda()
+        result = all_reduce(flag)  # in place (torch.distributed.all_reduce) or returned (fairseq's all_reduce)
+        flag = result if isinstance(result, torch.Tensor) else flag
+        return bool(flag.item() > 0)
+
+
 class SlurmError(Exception):
     """Bad input or a failed submission; reported as one line."""
 
