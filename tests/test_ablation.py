@@ -189,6 +189,24 @@ def test_summarize_prints_one_row_per_analysis(tmp_path, capsys):
                       '0.100..0.300 |')
 
 
+def test_plot_bands_draws_one_or_more_analyses(tmp_path):
+    from tools import plot
+    from tools.zoo.errors import InputError
+    rows = [dict(layer=f'l{i}', alpha=0.15 + 0.01 * i, alpha_min=0.1, alpha_max=0.2 + 0.01 * i, alphas=4, n=20.0,
+                 below_1=0.1 * (i + 1) / 4, below_3=0.2, below_8=0.0 if i == 0 else 0.5) for i in range(3)]
+    paths = []
+    for name in ('ckpt', 'init'):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'analysis.json').write_text(json.dumps(dict(weights=name, bands=[1, 3, 8], layers=rows)))
+        paths.append(str(tmp_path / name))
+    out = str(tmp_path / 'bands.png')
+    assert plot.plot_bands(paths, out)['layers'] == ['l0', 'l1', 'l2']
+    with open(out, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with pytest.raises(InputError, match='analysis not found'):
+        plot.plot_bands([str(tmp_path / 'missing')], out)
+
+
 def test_analyze_refuses_a_model_without_sau(tmp_path):
     proc = subprocess.run([sys.executable, 'tools/analyze_activations.py',
                            'segmentation/configs/unet-w8_sau_tiny-cityscapes.py', '--act', 'relu',

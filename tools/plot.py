@@ -4,6 +4,7 @@
     python tools/plot.py activations act.png                  # SAU for a few alpha and n beside ReLU, LeakyReLU, GELU
     python tools/plot.py alphas CHECKPOINT alphas.png         # the learned SAU alpha of every layer
     python tools/plot.py curves work_dirs/sweep/segmentation curves.png   # training loss per activation
+    python tools/plot.py bands ANALYSIS.json [ANALYSIS.json ...] bands.png  # SAU inputs near 0, per layer
 
 ``alphas`` reads every state_dict entry whose key ends in ``.alpha`` (an SAU module's slope; one value per
 layer, or the mean with a min-max bar for per-channel alphas) from an MMEngine (``state_dict``) or fairseq
@@ -11,6 +12,9 @@ layer, or the mean with a min-max bar for per-channel alphas) from an MMEngine (
 ``<timestamp>/vis_data/scalars.json`` (the ``loss`` of every logged iteration, and the validation metrics where
 validation ran), or fairseq's ``fairseq_train.log`` (``train_inner`` loss by update, ``valid`` loss by update);
 one colour per activation, one line per seed, and a second panel with the validation curves when there are any.
+``bands`` reads ``tools/analyze_activations.py``'s ``analysis.json`` files (or their folders): per SAU layer, the
+fraction of its inputs with |n*x| < 1, 3, 8 (log scale; a zero fraction is not drawn) and its alpha, one line
+style per file (a checkpoint beside the initialisation, say).
 """
 import argparse
 import glob
@@ -203,6 +207,70 @@ def plot_curves(sweep_dir, out):
     return dict(out=out, runs={act: list(runs) for act, runs in curves.items()})
 
 
+# ---------------------------------------------------------------- SAU's bands (tools/analyze_activations.py)
+
+def read_analysis(path):
+    """An ``analysis.json`` of tools/analyze_activations.py (or the folder holding one)."""
+    if osp.isdir(path):
+        path = osp.join(path, 'analysis.json')
+    if not osp.isfile(path):
+        raise InputError(f'analysis not found: {path} (write one with tools/analyze_activations.py)')
+    try:
+        with open(path) as f:
+            result = json.load(f)
+        result['layers'], result['bands']  # noqa: B018  (the keys this plot reads)
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f'{path} is not an analysis.json of tools/analyze_activations.py: {e}') from None
+    return result
+
+
+def plot_bands(analyses, out):
+    """Per SAU layer: the fraction of its inputs with |n*x| < 1, 3, 8 (log scale; one colour per band, one line
+    style per analysis) and its alpha; ``analyses`` are analysis.json paths (a checkpoint and the init, say)."""
+    if isinstance(analyses, str):
+        analyses = [analyses]
+    results = [read_analysis(path) for path in analyses]
+    layers = [row['layer'] for row in results[0]['layers']]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(7.0, 0.3 * len(layers) + 3), 7.5), sharex=True,
+                                      gridspec_kw=dict(height_ratios=[2, 1]))
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    styles = ['-', '--', ':', '-.']
+    floor = None
+    for j, result in enumerate(results):
+        rows = {row['layer']: row for row in result['layers']}
+        index = [i for i, name in enumerate(layers) if name in rows]
+        label = result.get('weights', analyses[j])
+        for b, k in enumerate(result['bands']):
+            values = [rows[layers[i]].get(f'below_{k}') or 0.0 for i in index]
+            positive = [v for v in values if v > 0]
+            if positive:
+                floor = min(positive + ([floor] if floor else []))
+            top.plot(index, [v if v > 0 else float('nan') for v in values], marker='o', ms=3,
+                     color=colours[b % len(colours)], ls=styles[j % len(styles)], lw=1.2,
+                     label=f'|n x| < {k}: {label}')
+        alphas = [rows[layers[i]]['alpha'] for i in index]
+        low = [a - rows[layers[i]]['alpha_min'] for a, i in zip(alphas, index)]
+        high = [rows[layers[i]]['alpha_max'] - a for a, i in zip(alphas, index)]
+        per_channel = any(rows[layers[i]]['alphas'] > 1 for i in index)
+        bottom.errorbar(index, alphas, yerr=[low, high] if per_channel else None, marker='s', ms=3, capsize=2,
+                        ls=styles[j % len(styles)], color='k', lw=1, label=label)
+    top.set_yscale('log')
+    if floor:
+        top.set_ylim(bottom=floor / 3)
+    top.set_ylabel('fraction of the layer\'s inputs')
+    n_values = sorted({row['n'] for result in results for row in result['layers']})
+    top.set_title(f'SAU inputs within a few 1/n of 0 (n = {", ".join(f"{n:g}" for n in n_values[:4])}'
+                  f'{"..." if len(n_values) > 4 else ""}): where SAU differs from Leaky ReLU')
+    top.legend(fontsize=7)
+    bottom.axhline(0.15, color='0.6', ls='--', lw=1)
+    bottom.set_ylabel('alpha')
+    bottom.legend(fontsize=7)
+    bottom.set_xticks(list(range(len(layers))))
+    bottom.set_xticklabels(layers, rotation=90, fontsize=6)
+    _save(fig, out)
+    return dict(out=out, layers=layers)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = parser.add_subparsers(dest='what', required=True)
@@ -216,6 +284,10 @@ def main(argv=None):
     p = sub.add_parser('curves', help='training loss (and validation) per activation of a tools/sweep.py folder')
     p.add_argument('sweep_dir')
     p.add_argument('out', help='PNG file')
+    p = sub.add_parser('bands', help='per SAU layer: inputs with |n*x| < 1, 3, 8 and alpha '
+                       '(tools/analyze_activations.py output)')
+    p.add_argument('analyses', nargs='+', help='analysis.json files or their folders')
+    p.add_argument('out', help='PNG file')
     args = parser.parse_args(argv)
     if args.what == 'activations':
         try:
@@ -228,6 +300,8 @@ def main(argv=None):
         plot_activations(args.out, alphas, ns)
     elif args.what == 'alphas':
         plot_alphas(args.checkpoint, args.out)
+    elif args.what == 'bands':
+        plot_bands(args.analyses, args.out)
     else:
         plot_curves(args.sweep_dir, args.out)
     print(f'written: {args.out}')
