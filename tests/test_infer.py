@@ -261,6 +261,38 @@ def test_fairseq_hub_loads_the_checkpoint(tmp_path, generated):
     assert out['plain'] == out['user_dir'] == out['zoo'] == hyps[5]
 
 
+def test_readme_pictures_are_what_the_demo_writes(tmp_path, capsys):
+    """detection/demo_result.jpg and segmentation/demo_result.png: tools/infer.py's output for make demo's
+    inputs (tools/demo.py SHOW) with the released checkpoints, so the README shows what the tool gives."""
+    from tools import demo
+    from tools.zoo.tasks import TASKS
+    for name, config, picture in (('detection', DET, 'detection/demo_result.jpg'),
+                                  ('segmentation', SEG, 'segmentation/demo_result.png')):
+        inputs, flags = demo.SHOW[name]
+        if not osp.isfile(inputs[0]):
+            for command in TASKS[name].prepare:
+                subprocess.run([sys.executable, *command], check=True, capture_output=True)
+        out = tmp_path / name
+        assert run([*config, *inputs, '--out', str(out), *flags], capsys)[0] == 0
+        written = np.asarray(Image.open(out / 'vis' / osp.basename(inputs[0])).convert('RGB'), dtype=np.int16)
+        committed = np.asarray(Image.open(picture).convert('RGB'), dtype=np.int16)
+        assert written.shape == committed.shape and np.abs(written - committed).mean() < 1.0, picture
+        assert osp.getsize(picture) < 100 * 1024
+
+
+def test_demo_prints_translations(tmp_path, capsys, generated):
+    """make demo's translation step (tools/demo.py show): tools/infer.py in a subprocess on the first test
+    sentences; the lines it prints are fairseq-generate's translations."""
+    from tools import demo
+    from tools.zoo.tasks import TASKS
+    hyps, sources = generated
+    shown = demo.show('translation', TASKS['translation'], TR[1], str(tmp_path / 'infer'))
+    printed = capsys.readouterr().out
+    pairs = [line.strip().split('  ->  ') for line in printed.splitlines() if '  ->  ' in line]
+    assert pairs == [[sources[i], hyps[i]] for i in range(demo.TEST_SENTENCES)]
+    assert osp.isfile(osp.join(REPO, shown)) and shown.endswith('translations.txt')
+
+
 # --- checkpoints from URLs, bad input ----------------------------------------------------------
 def test_url_checkpoint_is_downloaded_and_hash_checked(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv('SAU_ZOO_CACHE', str(tmp_path / 'cache'))
