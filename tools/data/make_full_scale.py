@@ -30,6 +30,8 @@ corpus (rounded, at least one). The content is random, the formats are the downl
 Same arguments, same bytes, whatever ``--nproc`` (each image or chunk has its own seed).
 """
 import argparse
+import contextlib
+import gzip
 import io
 import json
 import math
@@ -414,6 +416,14 @@ def _add_bytes(tar, name, data):
     tar.addfile(info, io.BytesIO(data))
 
 
+@contextlib.contextmanager
+def _tgz(path, level=9):
+    """A tar.gz writer whose gzip header carries no time stamp (same arguments, same bytes)."""
+    with open(path, 'wb') as raw, gzip.GzipFile(filename='', mode='wb', compresslevel=level, fileobj=raw,
+                                                mtime=0) as gz, tarfile.open(fileobj=gz, mode='w') as tar:
+        yield tar
+
+
 def _sgm(kind, lang, segments):
     head = ('<srcset setid="newstest2014" srclang="any">' if kind == 'src'
             else f'<refset setid="newstest2014" srclang="any" trglang="{lang}">')
@@ -445,7 +455,7 @@ def make_wmt(out, scale=1.0, seed=0, nproc=1, chunk=20000):
                     f_de.write(de)
                     for k, v in counts.items():
                         manifest['mess'][k] += v
-        with tarfile.open(tmp, 'w:gz', compresslevel=1) as tar:  # level 1: the format, not the ratio, matters
+        with _tgz(tmp, 1) as tar:  # level 1: the format, not the ratio, matters
             for lang in ('de', 'en'):
                 info = tar.gettarinfo(plain[lang], f'{stem}.{lang}')
                 info.mtime, info.uid, info.gid, info.uname, info.gname = 1404172800, 0, 0, '', ''
@@ -459,7 +469,7 @@ def make_wmt(out, scale=1.0, seed=0, nproc=1, chunk=20000):
     en_segs = [line.replace('&', '&amp;') if i % 50 else line + ' AT&amp;T &quot;quoted&quot;'
                for i, line in enumerate(en.decode().splitlines())]
     de_segs = [line + ' ’s' if i % 40 == 0 else line for i, line in enumerate(de.decode().splitlines())]
-    with tarfile.open(osp.join(out, 'test-full.tgz') + '.partial', 'w:gz') as tar:
+    with _tgz(osp.join(out, 'test-full.tgz') + '.partial') as tar:
         _add_bytes(tar, 'test-full/newstest2014-deen-src.en.sgm', _sgm('src', 'en', en_segs))
         _add_bytes(tar, 'test-full/newstest2014-deen-ref.de.sgm', _sgm('ref', 'de', de_segs))
     os.replace(osp.join(out, 'test-full.tgz') + '.partial', osp.join(out, 'test-full.tgz'))

@@ -12,6 +12,9 @@ every train-id mask (one channel, image size, values 0..18 or 255) and prints on
 
     python tools/data/prepare_cityscapes.py data/cityscapes            # convert + check, exit 1 on problems
     python tools/data/prepare_cityscapes.py data/cityscapes --check-only
+    python tools/data/prepare_cityscapes.py data/cityscapes --splits val   # evaluation only: no train split
+
+Conversion and checks run over ``--nproc`` processes (default: all cores), one frame per job.
 """
 import argparse
 import glob
@@ -179,7 +182,8 @@ def main(argv=None):
     parser.add_argument('--overwrite', action='store_true', help='rewrite existing *_labelTrainIds.png')
     parser.add_argument('--allow-subset', action='store_true',
                         help='do not report cities or images missing from the official split')
-    parser.add_argument('--nproc', type=int, default=1)
+    parser.add_argument('--nproc', type=int, default=os.cpu_count(),
+                        help='processes for the conversion and the checks (default: all cores)')
     args = parser.parse_args(argv)
     problems = prepare(args.data_root, args.splits, args.check_only, args.overwrite, args.allow_subset,
                        args.nproc)
