@@ -17,6 +17,11 @@ keeps a copy of each dataclass model as a config node). :func:`register` therefo
 Importing this module calls :func:`register`; calling it again only refreshes (2) and (3), for
 models registered since. ``translation/`` (the fairseq ``--user-dir``) imports this module.
 
+Per-channel parameters: fairseq's FFN applies the activation to ``fc1``'s output, a (T, B, C) tensor, so
+``sau_per_channel`` (``PerChannelSAU``) is built here with ``channel_dim=-1``: one alpha per FFN feature (C),
+not per batch column as dim 1 would give. Its alpha is sized from ``fc1.out_features`` when the layer
+registers ``fc1`` (``sau_core.per_channel``), before fairseq counts the parameters or builds the optimizer.
+
 (1)-(3) rely on fairseq's private structure (the names and types above, and how ``register_model`` stores its
 Hydra node), so :func:`register` first checks that the installed fairseq is the version they were written for,
 :data:`FAIRSEQ_VERSION` (the zoo's patched builds are versioned ``0.12.2+sauzoo...``).
@@ -25,11 +30,14 @@ import dataclasses
 import functools
 from enum import Enum
 
-from .activations import ACT_CFGS, create_act_layer
+from .activations import ACT_CFGS, act_cfg, create_act_layer
 
 #: the activations added to fairseq: the zoo's names fairseq lacks, plus ``swish``, whose fairseq
 #: version returns the ``nn.SiLU`` class instead of a function and is not in fairseq's choices.
 ACTIVATIONS = tuple(name for name in ACT_CFGS if name not in ('relu', 'gelu'))
+
+#: act_cfg types with per-channel parameters: fairseq's (T, B, C) input has its channels on the last dim
+_CHANNELS_LAST = frozenset({'PerChannelSAU'})
 
 _MARK = '_sau_zoo_wrapped'
 #: the fairseq release whose private code register() patches (a local version suffix, +sauzoo..., is allowed)
@@ -63,12 +71,20 @@ def check_fairseq_version(version):
             "ConfigStore as group='model', name=<model name>, provider='fairseq'. Then run tests/test_translation.py.")
 
 
+def make_activation(name):
+    """A fresh module for the zoo activation ``name``, laid out for fairseq's (T, B, C) tensors."""
+    cfg = act_cfg(name)
+    if cfg['type'] in _CHANNELS_LAST:
+        cfg['channel_dim'] = -1
+    return create_act_layer(cfg)
+
+
 def _wrap_get_activation_fn(original):
     @functools.wraps(original)
     def get_activation_fn(activation):
         name = str(activation)  # fairseq passes a str or a ChoiceEnum member
         if name in ACTIVATIONS:
-            return create_act_layer(name)
+            return make_activation(name)
         return original(activation)
 
     setattr(get_activation_fn, _MARK, True)

@@ -8,6 +8,7 @@ from mmengine.registry import MODELS
 from torch import nn
 
 from .module import SAU
+from .per_channel import PerChannelSAU
 
 
 class Softplus(nn.Softplus):
@@ -18,5 +19,6 @@ class Softplus(nn.Softplus):
 
 
 MODELS.register_module('SAU', module=SAU, force=True)
+MODELS.register_module('PerChannelSAU', module=PerChannelSAU, force=True)  # sau_per_channel
 if 'Softplus' not in MODELS.module_dict:  # MMCV registers no Softplus; one of the paper's baselines
     MODELS.register_module('Softplus', module=Softplus)

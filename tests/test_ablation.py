@@ -214,3 +214,195 @@ def test_analyze_refuses_a_model_without_sau(tmp_path):
                           timeout=300)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith('error: the model has no SAU layer')
+
+
+# ---------------------------------------------------------------- the ablation activations, in each framework
+
+ABLATIONS = [a for a in stats.ABLATION if a not in ('sau', 'relu', 'prelu')]
+
+
+def test_every_ablation_is_in_the_one_table_with_a_one_line_doc():
+    import sau_core
+    from sau_core.activations import ACT_DOCS
+    assert set(stats.ABLATION) <= set(sau_core.ACT_CFGS) and set(stats.PAPER) <= set(sau_core.ACT_CFGS)
+    assert set(ACT_DOCS) == set(sau_core.ACT_CFGS)
+    assert all(doc and '\n' not in doc for doc in ACT_DOCS.values())
+
+
+def check_ablation_module(name, module, channels):
+    """What each ablation is, on a built module (``channels``: the per-channel SAU's expected size)."""
+    from torch.nn.parameter import is_lazy
+
+    from sau_core import SAU
+    from sau_core.per_channel import PerChannelSAU
+    if name == 'prelu_shared_0.15':
+        assert isinstance(module, torch.nn.PReLU) and module.weight.numel() == 1
+        assert float(module.weight.detach()) == pytest.approx(0.15)
+    elif name == 'leaky_relu_0.15':
+        assert isinstance(module, torch.nn.LeakyReLU) and module.negative_slope == 0.15
+        assert not list(module.parameters())
+    else:
+        assert isinstance(module, SAU)
+        n = {'sau_n2': 2.0, 'sau_n20': 20.0, 'sau_n200': 200.0}.get(name, 20000.0)
+        assert float(module.n.detach()) == n
+        assert isinstance(module.n, torch.nn.Parameter) == (name == 'sau_trainable_n')
+        assert module.zero_centred == (name == 'sau_zero_centred')
+        assert isinstance(module, PerChannelSAU) == (name == 'sau_per_channel')
+        if name == 'sau_per_channel' and channels is not None:
+            assert not is_lazy(module.alpha) and module.alpha.shape == (channels,)
+        elif name != 'sau_per_channel':
+            assert module.alpha.shape == (1,)
+        if not is_lazy(module.alpha):
+            assert torch.all(module.alpha.detach().float() == 0.15)
+
+
+@pytest.mark.parametrize('name', ABLATIONS)
+def test_ablation_in_plain_pytorch(name):
+    import sau_core
+    layer = sau_core.create_act_layer(name)
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    y = layer.double()(x)
+    check_ablation_module(name, layer, 4)  # the per-channel SAU is sized by its first input
+    y.sum().backward()
+    assert y.shape == x.shape and x.grad is not None
+    assert all(p.grad is not None for p in layer.parameters())
+    # each is what its name says: a PReLU / Leaky ReLU / SAU of these parameters
+    if name in ('prelu_shared_0.15', 'leaky_relu_0.15'):
+        assert torch.allclose(y, torch.nn.functional.leaky_relu(x, 0.15))
+    else:
+        expected = sau_core.sau_reference(x, layer.alpha.detach(), float(layer.n), layer.zero_centred)
+        assert torch.allclose(y, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_sau_at_the_papers_n_is_prelu_to_fp32_precision_but_not_at_small_n():
+    import sau_core
+    x = torch.randn(100_000, generator=torch.Generator().manual_seed(0)).reshape(100, 1000)
+    prelu = torch.nn.functional.leaky_relu(x, 0.15)
+    gap = (sau_core.create_act_layer('sau')(x) - prelu).abs()
+    assert gap.max() <= 0.85 / (20000 * math.sqrt(2 * math.pi)) * 1.01  # the bound
+    # fp32: beyond the op's own rounding (a few ulp of x: it sums (1+a)/2 x and (1-a)/2 x erf), almost every
+    # element is the PReLU's
+    ulps = 4 * torch.finfo(torch.float32).eps * x.abs()
+    assert (gap > ulps).float().mean() < 1e-3
+    wide = (sau_core.create_act_layer('sau_n2')(x) - prelu).abs()
+    assert wide.max() > 0.1 and (wide > 1e-3).float().mean() > 0.5
+
+
+def test_ablations_in_mmcv_convmodule_and_both_registries():
+    from mmcv.cnn import ConvModule
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmseg.registry import MODELS as MMSEG_MODELS
+
+    import sau_core
+    import sau_core.mm  # noqa: F401
+    for name in ABLATIONS:
+        conv = ConvModule(3, 8, 3, norm_cfg=dict(type='BN'), act_cfg=sau_core.act_cfg(name))  # inplace=True
+        check_ablation_module(name, conv.activate, 8)  # sized when built: before any optimizer or checkpoint
+        assert conv(torch.randn(2, 3, 6, 6)).shape == (2, 8, 4, 4)
+        for registry in (MMDET_MODELS, MMSEG_MODELS):
+            check_ablation_module(name, registry.build(sau_core.act_cfg(name)), None)
+    first = ConvModule(3, 8, 1, act_cfg=sau_core.act_cfg('sau_per_channel'), order=('act', 'conv', 'norm'))
+    assert first.activate.alpha.shape == (3,)  # the activation comes first: the conv's input channels
+
+
+def build_mm_model(config, act):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    from tools.zoo.config import apply_act
+    cfg = Config.fromfile(osp.join(REPO, config))
+    apply_act(cfg, act)
+    init_default_scope(cfg.default_scope)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+@pytest.mark.parametrize('task', ['segmentation', 'detection'])
+def test_per_channel_sau_in_mmengine_models_saves_and_loads(task, tmp_path):
+    from tools.zoo.io import check_checkpoint_matches
+    from tools.zoo.tasks import TASKS
+    config = TASKS[task].config
+    model = build_mm_model(config, 'sau_per_channel')
+    alphas = {k: v for k, v in model.state_dict().items() if k.endswith('.alpha')}
+    assert len(alphas) == (23 if task == 'detection' else 24)
+    assert all(v.numel() > 1 for v in alphas.values())  # every one sized from its conv, at build time
+    with torch.no_grad():
+        for v in alphas.values():
+            v.copy_(torch.linspace(0.0, 0.3, v.numel()))
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save(dict(state_dict=model.state_dict()), path)
+    fresh = build_mm_model(config, 'sau_per_channel')
+    check_checkpoint_matches(fresh, path)  # the zoo's strict check: same keys and shapes
+    fresh.load_state_dict(torch.load(path, weights_only=False)['state_dict'], strict=True)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in alphas.items())
+    for name in ABLATIONS:  # and every ablation builds in the task's model
+        model = build_mm_model(config, name)
+        acts = [m for m in model.modules() if type(m).__name__ in ('PReLU', 'LeakyReLU', 'SAU', 'PerChannelSAU')]
+        assert len(acts) == len(alphas)
+        for m in acts:
+            check_ablation_module(name, m, m.alpha.numel() if name == 'sau_per_channel' else None)
+
+
+def test_ablations_in_fairseq_choices_and_ffn():
+    from fairseq import utils
+    from fairseq.models.transformer import TransformerConfig
+    from fairseq.modules.transformer_layer import TransformerDecoderLayerBase, TransformerEncoderLayerBase
+    from omegaconf import OmegaConf
+
+    import sau_core.fairseq as plugin
+    plugin.register()
+    choices = utils.get_available_activation_fns()
+    field_type = TransformerConfig.__dataclass_fields__['activation_fn'].type
+    for name in ABLATIONS:
+        assert name in choices and name in [m.value for m in field_type]
+        check_ablation_module(name, utils.get_activation_fn(name), None)
+        structured = OmegaConf.structured(TransformerConfig())
+        structured.activation_fn = name  # OmegaConf validates against the choices (a dot in the name is fine)
+        cfg = TransformerConfig()
+        cfg.activation_fn = name
+        cfg.encoder.embed_dim = cfg.decoder.embed_dim = 16
+        cfg.encoder.ffn_embed_dim = cfg.decoder.ffn_embed_dim = 24
+        cfg.encoder.attention_heads = cfg.decoder.attention_heads = 2
+        for layer in (TransformerEncoderLayerBase(cfg), TransformerDecoderLayerBase(cfg)):
+            # per channel: one alpha per FFN feature (fc1's out_features), sized when fc1 is registered
+            check_ablation_module(name, layer.activation_fn, 24)
+            if name == 'sau_per_channel':
+                assert layer.activation_fn.channel_dim == -1
+        x = torch.randn(5, 3, 16)  # (T, B, C)
+        out = TransformerEncoderLayerBase(cfg)(x, encoder_padding_mask=None)
+        assert out.shape == x.shape
+
+
+def tool(*args, timeout=600):
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_per_channel_sau_trains_and_evaluates_through_the_tools(tmp_path):
+    """tools/train.py then tools/eval.py (a strict checkpoint load) with --act sau_per_channel: segmentation
+    for one epoch, translation for 5 updates; the checkpoints hold one alpha per channel."""
+    seg = str(tmp_path / 'seg')
+    config = 'segmentation/configs/unet-w8_sau_tiny-cityscapes.py'
+    proc = tool('tools/train.py', config, '--act', 'sau_per_channel', '--work-dir', seg,
+                '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_begin=2')
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ckpt = osp.join(seg, 'epoch_1.pth')
+    state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    assert state['backbone.encoder.0.0.convs.0.activate.alpha'].shape == (8,)
+    proc = tool('tools/eval.py', config, ckpt, '--act', 'sau_per_channel', '--out', str(tmp_path / 'seg.json'))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'mIoU' in json.loads((tmp_path / 'seg.json').read_text())
+
+    tr = str(tmp_path / 'tr')
+    config = 'translation/configs/transformer_tiny_sau.py'
+    proc = tool('tools/train.py', config, '--act', 'sau_per_channel', '--work-dir', tr,
+                '--cfg-options', 'fairseq.train.max_update=5')
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = torch.load(osp.join(tr, 'checkpoint_last.pt'), map_location='cpu', weights_only=False)['model']
+    assert state['encoder.layers.0.activation_fn.alpha'].shape == (256,)  # encoder_ffn_embed_dim
+    proc = tool('tools/eval.py', config, osp.join(tr, 'checkpoint_last.pt'), '--act', 'sau_per_channel',
+                '--out', str(tmp_path / 'tr.json'))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'sacrebleu' in json.loads((tmp_path / 'tr.json').read_text())
