@@ -1,6 +1,9 @@
 """Evaluate a checkpoint: ``runner.test()`` with the config's test_evaluator (or fairseq's generation).
 
-Prints the metric table and writes it as JSON (default ``<checkpoint>.metrics.json``).
+Prints the metric table and writes it as JSON (default ``<checkpoint>.metrics.json``). The checkpoint (a path or
+a URL, downloaded and hash-checked) loads with ``weights_only=True``: ``tools.zoo.io.read_checkpoint`` refuses one
+that needs a full unpickle before the framework reads it, and the framework's own load runs under
+``tools.zoo.io.checkpoint_loading``; ``--trust-checkpoint`` unpickles a local file fully (never a URL).
 """
 import argparse
 import json
@@ -10,7 +13,7 @@ import sys
 from tools.zoo import config  # noqa: I100  (first: it quiets mmengine's import-time warnings)
 from tools.zoo import data_checks
 from tools.zoo.errors import InputError, run_main
-from tools.zoo.io import atomic_write, check_checkpoint_matches, fetch_checkpoint
+from tools.zoo.io import atomic_write, check_checkpoint_matches, checkpoint_loading, fetch_checkpoint
 
 
 def parse_args(argv=None):
@@ -39,14 +42,14 @@ def main(argv=None):
     cfg = config.load_config(args.config)
     config.check_config_kind(cfg, args.config)
     config.check_cfg_options(cfg, args.cfg_options)
-    checkpoint = fetch_checkpoint(args.checkpoint)
+    checkpoint = fetch_checkpoint(args.checkpoint, trust=args.trust_checkpoint)  # a URL is never trusted
     if not osp.isfile(checkpoint):
         raise InputError(f'checkpoint not found: {checkpoint}')
     config.apply_options(cfg, args.cfg_options, args.act)
     if config.is_fairseq(cfg):
         from translation import runner
         with config.fairseq_option_errors():
-            metrics = runner.evaluate(cfg, checkpoint, work_dir=args.work_dir)
+            metrics = runner.evaluate(cfg, checkpoint, work_dir=args.work_dir, trust=args.trust_checkpoint)
     else:
         metrics = test_mm(cfg, args, checkpoint)
     metrics = {k: (float(v) if hasattr(v, '__float__') and not isinstance(v, int) else v)
@@ -68,8 +71,10 @@ def test_mm(cfg, args, checkpoint):
     with config.framework_errors(), data_checks.dataset_errors(cfg, ['test_dataloader']):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.test_loop  # the property builds the test loop: the dataset (and its checks) before the checkpoint
-        check_checkpoint_matches(getattr(runner.model, 'module', runner.model), checkpoint)
-        runner.load_checkpoint(checkpoint, map_location='cpu', strict=True)
+        model = getattr(runner.model, 'module', runner.model)
+        check_checkpoint_matches(model, checkpoint, trust=args.trust_checkpoint)  # refused before MMEngine reads it
+        with checkpoint_loading(args.trust_checkpoint):
+            runner.load_checkpoint(checkpoint, map_location='cpu', strict=True)
         return runner.test()
 
 

@@ -18,6 +18,12 @@ The name is ``<config stem>_<YYYYMMDD>-<sha256[:8]>.pth``: the stem of ``--confi
 file name MMEngine recorded in ``meta.experiment_name``), today's date (UTC), and the first 8 hex digits
 of the sha256 of the written file itself. The file is serialised in memory, hashed and written atomically
 (``tools.zoo.io.atomic_write``), so OUT_DIR never holds a partial checkpoint under a checkpoint's name.
+
+The source is read with ``weights_only=True`` (``tools.zoo.io.read_checkpoint``; ``--trust-checkpoint``
+unpickles a local file fully), and the published file must load that way too: one that would still need a
+full unpickle is refused, not written. The hash in the name guards against corruption, not against a
+malicious file; a published checkpoint is safe to load because it holds only tensors and plain values (and
+fairseq's ``argparse.Namespace``), not because of its name.
 """
 import argparse
 import hashlib
@@ -28,7 +34,7 @@ import sys
 import time
 
 from tools.zoo.errors import InputError, run_main
-from tools.zoo.io import atomic_write, read_checkpoint
+from tools.zoo.io import TRUST_FLAG, atomic_write, read_checkpoint, unsafe_reason
 
 MM_KEEP = ('state_dict', 'meta')
 FAIRSEQ_KEEP = ('model', 'cfg', 'args', 'task_state')
@@ -78,15 +84,20 @@ def config_stem(ckpt, config):
     raise InputError('cannot tell the config name from this checkpoint; pass --config CONFIG')
 
 
-def publish(src, out_dir, config=None, date=None):
-    """Write the stripped checkpoint into ``out_dir``; return ``(path, sha256)``."""
+def publish(src, out_dir, config=None, date=None, trust=False):
+    """Write the stripped checkpoint into ``out_dir``; return ``(path, sha256)``. ``trust``: read ``src`` with a
+    full unpickle (``--trust-checkpoint``)."""
     import torch
-    ckpt = read_checkpoint(src)
+    ckpt = read_checkpoint(src, trust=trust)
     stripped = strip(ckpt)
     stem = config_stem(ckpt, config)
     buffer = io.BytesIO()  # the name holds the file's hash: serialise, hash, then write
     torch.save(stripped, buffer)
     data = buffer.getvalue()
+    reason = unsafe_reason(data)
+    if reason:
+        raise InputError(f'{src}: the published checkpoint would need a full unpickle ({reason}); it must load '
+                         f'with weights_only=True, so remove that from the checkpoint first')
     digest = hashlib.sha256(data).hexdigest()
     date = date or time.strftime('%Y%m%d', time.gmtime())
     path = osp.join(out_dir, f'{stem}_{date}-{digest[:8]}.pth')
@@ -99,8 +110,11 @@ def main(argv=None):
     parser.add_argument('checkpoint', help='MMEngine .pth or fairseq .pt checkpoint')
     parser.add_argument('out_dir', help='folder for the published file (created if missing)')
     parser.add_argument('--config', help='the config the checkpoint was trained with (names the file)')
+    parser.add_argument(TRUST_FLAG, action='store_true',
+                        help='read a local checkpoint that needs a full unpickle (runs any code the file carries); '
+                        'only for a file you vouch for')
     args = parser.parse_args(argv)
-    path, digest = publish(args.checkpoint, args.out_dir, args.config)
+    path, digest = publish(args.checkpoint, args.out_dir, args.config, trust=args.trust_checkpoint)
     size = osp.getsize(path)
     print(f'{path}  sha256 {digest}  {size / 2**20:.2f} MiB (from {osp.getsize(args.checkpoint) / 2**20:.2f} MiB)')
     return 0

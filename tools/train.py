@@ -2,14 +2,17 @@
 
 MMDetection's tools/train.py skeleton: load the config, apply the flags, ``Runner.from_cfg``,
 ``runner.train()``. ``--act NAME`` swaps every activation of the model (the paper's baselines).
+``--resume`` checkpoints load with ``weights_only=True`` (checked by ``tools.zoo.io.read_checkpoint`` before the
+framework reads them, and the framework's own load scoped by ``tools.zoo.io.checkpoint_loading``);
+``--trust-checkpoint`` unpickles a local one fully.
 """
 import argparse
 import sys
 
 from tools.zoo import config  # noqa: I100  (first: it quiets mmengine's import-time warnings)
 from tools.zoo import data_checks, dist
-from tools.zoo.errors import run_main
-from tools.zoo.io import read_checkpoint
+from tools.zoo.errors import InputError, run_main
+from tools.zoo.io import TRUST_FLAG, check_trust, checkpoint_loading, read_checkpoint
 
 
 def parse_args(argv=None):
@@ -42,7 +45,7 @@ def main(argv=None):
         from translation import runner
         with config.fairseq_option_errors():
             return runner.train(cfg, config.work_dir(cfg, args.work_dir, args.config), seed=args.seed,
-                                amp=args.amp, resume=args.resume)
+                                amp=args.amp, resume=args.resume, trust=args.trust_checkpoint)
 
     config.apply_options(cfg, args.cfg_options, args.act)
     config.apply_runner_options(cfg, args)
@@ -52,6 +55,11 @@ def main(argv=None):
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
+    trust = args.trust_checkpoint
+    if trust:
+        check_trusted_loads(cfg, args.resume)
+    if args.resume is None and cfg.get('load_from') and '://' not in cfg.load_from:  # fine-tuning
+        read_checkpoint(cfg.load_from, 'load_from: checkpoint', trust=trust)
     # resume is determined in this priority: resume from > auto_resume
     if args.resume == 'auto':
         cfg.resume = True
@@ -59,9 +67,9 @@ def main(argv=None):
         from mmengine.runner import find_latest_checkpoint
         latest = find_latest_checkpoint(cfg.work_dir)  # None: nothing to resume, MMEngine starts afresh
         if latest:
-            read_checkpoint(latest, f'checkpoint named in {cfg.work_dir}/last_checkpoint')
+            read_checkpoint(latest, f'checkpoint named in {cfg.work_dir}/last_checkpoint', trust=trust)
     elif args.resume is not None:
-        read_checkpoint(args.resume, '--resume: checkpoint')
+        read_checkpoint(args.resume, '--resume: checkpoint', trust=trust)
         cfg.resume = True
         cfg.load_from = args.resume
     loaders = ['train_dataloader', 'val_dataloader']
@@ -70,12 +78,40 @@ def main(argv=None):
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    with config.framework_errors(), data_checks.dataset_errors(cfg, loaders):
+    with config.framework_errors(), data_checks.dataset_errors(cfg, loaders), checkpoint_loading(trust):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.train()
     if runner.rank == 0:
         print(train_summary(runner, cfg), flush=True)
     return 0
+
+
+def _checkpoint_sources(node, path=''):
+    """(dotted key, value) of every string the config loads a checkpoint from: ``load_from`` and the
+    ``checkpoint``/``pretrained`` entries (``init_cfg=dict(type='Pretrained', checkpoint=...)``)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ('load_from', 'checkpoint', 'pretrained') and isinstance(value, str):
+                yield f'{path}{key}', value
+            else:
+                yield from _checkpoint_sources(value, f'{path}{key}.')
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _checkpoint_sources(item, f'{path}{i}.')
+
+
+def check_trusted_loads(cfg, resume):
+    """``--trust-checkpoint`` is for local checkpoints (``--resume``, a local ``load_from``); MMEngine's loads
+    cannot be told apart, so it is refused when the config also loads a checkpoint by URL."""
+    check_trust(True, resume)
+    sources = cfg.to_dict()
+    if resume is not None:
+        sources.pop('load_from', None)  # replaced by the --resume checkpoint
+    for key, source in _checkpoint_sources(sources):
+        if '://' in source:
+            raise InputError(f'{TRUST_FLAG} would also reach {source} ({key} in the config), a URL: it is for a '
+                             'local file you vouch for, never for a download; download and check that file, '
+                             'then pass its local path')
 
 
 def train_summary(runner, cfg):

@@ -15,8 +15,11 @@ import shlex
 import shutil
 from pathlib import Path
 
-from tools.zoo.errors import InputError
-from tools.zoo.io import atomic_open, read_checkpoint
+from tools.zoo.errors import InputError, check_version
+from tools.zoo.io import atomic_open, check_trust, checkpoint_loading, read_checkpoint
+
+#: the fairseq release whose private code this module patches (a local suffix, +sauzoo..., is allowed)
+FAIRSEQ_VERSION = '0.12.2'
 
 USER_DIR = str(Path(__file__).resolve().parent)  # this folder is the fairseq --user-dir
 SRC, TGT = 'en', 'de'
@@ -39,11 +42,12 @@ def to_argv(options):
     return argv
 
 
-def check_checkpoint(path, what='checkpoint'):
+def check_checkpoint(path, what='checkpoint', trust=False):
     """``path`` if torch can load it as a fairseq checkpoint, else ``InputError`` naming it (missing, a truncated
-    ``checkpoint_last.pt`` after a crash, a file that is not a checkpoint); fairseq itself fails on such a file
-    with a deep traceback, or, for ``--restore-file``, starts afresh silently when it is missing."""
-    state = read_checkpoint(path, what)
+    ``checkpoint_last.pt`` after a crash, a file that is not a checkpoint, one that needs a full unpickle and is
+    not trusted); fairseq itself fails on such a file with a deep traceback (or runs its code), or, for
+    ``--restore-file``, starts afresh silently when it is missing."""
+    state = read_checkpoint(path, what, trust=trust)
     if not isinstance(state, dict) or 'model' not in state:
         raise InputError(f'cannot read checkpoint {path}: not a fairseq checkpoint (no model entry)')
     return path
@@ -104,8 +108,10 @@ def _atomic_checkpoint_copies():
     ``checkpoint_last.pt``, the file ``--resume`` reads. Local copies here go to a temporary file in the
     same folder, are fsynced and renamed over the destination.
     """
+    import fairseq
     from fairseq.file_io import PathManager
 
+    check_fairseq_version(fairseq.__version__)
     original = PathManager.__dict__['copy']
 
     def copy(src_path, dst_path, overwrite=False):
@@ -132,14 +138,26 @@ def _atomic_checkpoint_copies():
         PathManager.copy = original
 
 
+def check_fairseq_version(version):
+    """``RuntimeError`` unless ``version`` is :data:`FAIRSEQ_VERSION`: the patches here copy fairseq's private
+    behaviour."""
+    check_version('fairseq', version, FAIRSEQ_VERSION,
+                  'translation/runner.py (_atomic_checkpoint_copies replaces PathManager.copy; train() resets '
+                  'checkpoint_utils.save_checkpoint.best)',
+                  'fairseq/file_io.py PathManager.copy (a staticmethod taking src_path, dst_path, overwrite), '
+                  'checkpoint_utils.save_checkpoint (copies its first file with PathManager.copy, keeps the best '
+                  'loss on save_checkpoint.best) and that checkpoint_utils loads through torch.load')
+
+
 # --- training ----------------------------------------------------------------------------------
-def train(cfg, work_dir, seed=None, amp=False, resume=None):
+def train(cfg, work_dir, seed=None, amp=False, resume=None, trust=False):
     """Train the config's ``fairseq`` section with ``fairseq_cli.train`` into ``work_dir``; returns 0.
 
     ``seed`` overrides ``fairseq.train.seed``; ``amp`` adds ``--amp``. ``resume``: None starts a new run (and
     refuses a work dir that holds one), ``'auto'`` continues the run in ``work_dir`` if there is one, a path
     restores that checkpoint. The work dir gets the checkpoints, the command (``fairseq_train.sh``) and the log
-    (``fairseq_train.log``, appended to on resume).
+    (``fairseq_train.log``, appended to on resume). ``trust``: the checkpoint resumed from may need a full
+    unpickle (``--trust-checkpoint``; never a URL).
     """
     fs = cfg.fairseq
     work_dir = Path(work_dir)
@@ -149,12 +167,15 @@ def train(cfg, work_dir, seed=None, amp=False, resume=None):
     if amp:
         options['amp'] = True
     last = work_dir / 'checkpoint_last.pt'
+    if trust:  # fairseq's loads cannot be told apart: none of the checkpoints it may read is a URL
+        check_trust(trust, resume if resume != 'auto' else None, options.get('restore_file'),
+                    options.get('finetune_from_model'))
     if resume not in (None, 'auto'):
-        options['restore_file'] = check_checkpoint(resume, '--resume: checkpoint')  # --resume PATH
+        options['restore_file'] = check_checkpoint(resume, '--resume: checkpoint', trust)  # --resume PATH
     elif resume is None and last.exists():
         raise FileExistsError(f'{last} exists: pass --resume to continue that run, or another --work-dir')
     elif resume == 'auto' and last.exists():
-        check_checkpoint(last)  # what fairseq restores; none: it starts afresh, as MMEngine does
+        check_checkpoint(last, trust=trust)  # what fairseq restores; none: it starts afresh, as MMEngine does
     argv = [check_data(fs.data)] + to_argv(options)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / 'fairseq_train.sh').write_text(shlex.join(['fairseq-train', *argv]) + '\n')
@@ -171,7 +192,8 @@ def train(cfg, work_dir, seed=None, amp=False, resume=None):
     # fairseq_cli.train.cli_main, with our arguments instead of sys.argv
     parser = fairseq_options.get_training_parser()
     namespace = fairseq_options.parse_args_and_arch(parser, input_args=argv)
-    with _torch_threads(fs), _log_to(work_dir / 'fairseq_train.log'), _atomic_checkpoint_copies():
+    with _torch_threads(fs), _log_to(work_dir / 'fairseq_train.log'), _atomic_checkpoint_copies(), \
+            checkpoint_loading(trust):
         distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), fairseq_train.main)
     best = getattr(checkpoint_utils.save_checkpoint, 'best', None)
     print(f'translation train done: activation {options["activation_fn"]}, best valid loss '
@@ -180,14 +202,15 @@ def train(cfg, work_dir, seed=None, amp=False, resume=None):
 
 
 # --- evaluation --------------------------------------------------------------------------------
-def evaluate(cfg, checkpoint, work_dir=None):
+def evaluate(cfg, checkpoint, work_dir=None, trust=False):
     """Beam-search the test set with ``fairseq_cli.generate``; return sacreBLEU and tokenized BLEU.
 
     The generation output goes to ``<work_dir or the checkpoint's folder>/<checkpoint stem>_generate/``.
+    ``trust``: the checkpoint may need a full unpickle (``--trust-checkpoint``).
     """
     fs = cfg.fairseq
     data = check_data(fs.data)
-    checkpoint = Path(check_checkpoint(checkpoint))
+    checkpoint = Path(check_checkpoint(checkpoint, trust=trust))
     generate = dict(fs.generate)
     subset = generate.get('gen_subset', 'test')
     results = (Path(work_dir) if work_dir else checkpoint.parent) / f'{checkpoint.stem}_generate'
@@ -201,7 +224,7 @@ def evaluate(cfg, checkpoint, work_dir=None):
 
     parser = fairseq_options.get_generation_parser()
     namespace = fairseq_options.parse_args_and_arch(parser, input_args=argv)
-    with _torch_threads(fs):
+    with _torch_threads(fs), checkpoint_loading(trust):
         fairseq_generate.main(namespace)
 
     hyps, refs = read_generate_output(results / f'generate-{subset}.txt')

@@ -3,22 +3,38 @@ and the frameworks' errors about a config (an unknown type, argument or fairseq 
 
 Configs are MMEngine files of two kinds: MMEngine runs (a ``model = dict(...)``: detection, segmentation) go to
 ``Runner.from_cfg``, fairseq runs (a top-level ``fairseq = dict(...)``: translation) to ``translation.runner``.
-Importing this module sets two process-wide defaults for the entry points (below).
+Three helpers here rely on private behaviour of other code (MMEngine's registry message and its logging,
+argparse's ``ArgumentParser.error``, Python's ``TypeError`` message); each checks the version it was written
+for (:data:`MMENGINE_VERSION`, :data:`PYTHON_VERSION`) first. Checkpoints are loaded by ``tools.zoo.io``
+(``weights_only=True``); nothing here changes torch's loading for the process.
 """
 import contextlib
 import os
 import os.path as osp
 import re
+import sys
 import warnings
 
-from tools.zoo.errors import InputError
+from tools.zoo.errors import InputError, check_version
+
+#: the MMEngine release whose registry error message framework_errors parses and whose registry logging
+#: check_act_cfgs silences
+MMENGINE_VERSION = '0.10.7'
+#: the Python whose argparse fairseq_option_errors patches and whose TypeError message framework_errors parses
+PYTHON_VERSION = (3, 11)
 
 # setuptools<81 (needed for mmengine's mmdet:: config paths) warns on every mmengine/mmcv import
-# mmengine 0.10.7 calls torch.load without weights_only, and torch >= 2.6 defaults it to True, which
-# refuses MMEngine's own checkpoints (they pickle the message hub); restore the old default here,
-# in the CLIs only: load checkpoints you trust, as with any pickle
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+
+def _check_mmengine(patch, recheck):
+    import mmengine
+    check_version('mmengine', mmengine.__version__, MMENGINE_VERSION, patch, recheck)
+
+
+def _check_python(patch, recheck):
+    check_version('Python', '.'.join(map(str, sys.version_info[:2])), '.'.join(map(str, PYTHON_VERSION)),
+                  patch, recheck)
 
 
 def load_config(path):
@@ -151,6 +167,9 @@ def check_act_cfgs(cfg):
 
     import mmengine.logging
     import sau_core
+    _check_mmengine('tools.zoo.config.check_act_cfgs (mmengine.logging.print_log silenced)',
+                    'that Registry.get / switch_scope_and_registry still log only through mmengine.logging.print_log '
+                    '(mmengine/registry/registry.py)')
     from mmengine.registry import MODELS
     from mmengine.utils import import_modules_from_strings
     imports = cfg.get('custom_imports')
@@ -174,6 +193,12 @@ def framework_errors():
     """A type that no MMEngine registry has (``KeyError: 'X is not in the mmdet::model registry. Please
     check ...'``, raised from deep inside the build) or an argument its class does not take becomes one
     InputError line."""
+    _check_mmengine('tools.zoo.config.framework_errors (registry KeyError regex)',
+                    'the KeyError message of mmengine/registry/build_functions.py build_from_cfg '
+                    '("<type> is not in the <scope>::<name> registry")')
+    _check_python('tools.zoo.config.framework_errors (TypeError regex)',
+                  'the TypeError message for an unexpected keyword ("<Class>.__init__() got an unexpected '
+                  'keyword argument \'<name>\'")')
     try:
         yield
     except KeyError as e:
@@ -195,6 +220,10 @@ def fairseq_option_errors():
     """fairseq's argparse errors (an unknown option or activation in ``fairseq.train``/``generate`` or --act)
     become one InputError line instead of a usage screen and exit status 2."""
     import argparse
+    _check_python('tools.zoo.config.fairseq_option_errors (argparse.ArgumentParser.error replaced)',
+                  'that argparse.ArgumentParser.parse_args / parse_known_args still report every bad option '
+                  'through self.error(message) and nothing else (argparse.py), as fairseq\'s '
+                  'options.parse_args_and_arch calls them')
     original = argparse.ArgumentParser.error
 
     def error(self, message):
@@ -239,6 +268,10 @@ def add_common_arguments(parser):
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='load a checkpoint that needs a full unpickle (which runs any code the file carries); '
+                        'only for a local file you vouch for, never a URL. Without it every checkpoint loads '
+                        'with weights_only=True (see tools/zoo/README.md#checkpoint-loading)')
 
 
 def parse_args(parser, argv=None):

@@ -1,7 +1,8 @@
 """The one error type for bad input the user can fix, and the one main wrapper that reports it.
 
 Every entry point ends in ``sys.exit(run_main(main))``: bad input becomes one ``error: ...`` line on stderr and
-exit status 1; anything else keeps its traceback (a bug to fix, not an input).
+exit status 1; anything else keeps its traceback (a bug to fix, not an input). :func:`check_version` is the
+guard beside every patch of another library's private code.
 """
 import sys
 
@@ -61,3 +62,16 @@ def one_line(e):
         last = text.splitlines()[-1]
         text = last.split(': ', 1)[1] if ': ' in last else last
     return ' '.join(line.strip() for line in text.splitlines())
+
+
+def check_version(library, installed, written_for, patch, recheck):
+    """``RuntimeError`` unless ``installed`` is the ``library`` version ``patch`` was written for.
+
+    ``patch`` relies on private code of ``library`` (a method it overrides, a message it parses, an attribute
+    it replaces), which any release may change without notice; the message says what to re-check before
+    updating ``written_for``. A local version suffix (``0.12.2+sauzoo...``) is ignored. Not an ``InputError``:
+    the environment, not the user's input, is wrong, so it keeps its traceback.
+    """
+    if str(installed).split('+')[0] != str(written_for):
+        raise RuntimeError(f'{patch} was written for {library} {written_for}, but {library} {installed} is '
+                           f'installed: re-check {recheck} in this version, then update the version there')
