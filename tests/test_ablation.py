@@ -76,9 +76,9 @@ def test_paired_summary_and_its_table():
     assert relu['p_holm'] == pytest.approx(relu['p'])  # the only defined test
     assert summary['twin']['mAP']['identical'] and summary['twin']['mAP']['p_holm'] is None
     md = '\n'.join(stats.paired_markdown(summary, seeds))
-    assert '| activation A | mAP: SAU - A |' in md
-    assert '| relu | +1.00 +/- 0.54, p 0.161 |' in md
-    assert '| twin | 0 (identical on every seed) |' in md
+    assert '| d = SAU - A | mAP |' in md
+    assert '| sau - relu | +1.00 +/- 0.54, p 0.161 |' in md
+    assert '| sau - twin | 0 (identical on every seed) |' in md
     assert "Holm's correction over the table's 1 tests" in md and '3 degrees of freedom' in md
     assert stats.paired_summary(runs, ['relu', 'twin'], seeds, {'mAP': 'm'}) == {}
     # stars: p < 0.05, and ** when Holm agrees
@@ -406,3 +406,38 @@ def test_per_channel_sau_trains_and_evaluates_through_the_tools(tmp_path):
                 '--out', str(tmp_path / 'tr.json'))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'sacrebleu' in json.loads((tmp_path / 'tr.json').read_text())
+
+
+# ---------------------------------------------------------------- tools/sweep.py: --preset and the paired table
+
+def test_sweep_preset_runs_the_named_list(monkeypatch):
+    from tools import sweep
+    from tools.zoo.errors import InputError
+    seen = []
+    monkeypatch.setattr(sweep, 'sweep', lambda task, acts, *args, **kwargs: seen.append(acts) or {})
+    monkeypatch.setattr(sweep, 'to_markdown', lambda results: '')
+    assert sweep.main(['segmentation', '--preset', 'ablation', '--seeds', '5']) == 0
+    assert seen == [list(stats.ABLATION)]
+    with pytest.raises(InputError, match='not both'):
+        sweep.main(['segmentation', '--preset', 'ablation', '--acts', 'relu,sau'])
+    with pytest.raises(InputError, match="unknown preset 'nope'"):
+        sweep.main(['segmentation', '--preset', 'nope'])
+
+
+def test_sweep_results_hold_the_paired_comparison_in_table_units():
+    from tools import sweep
+    seeds = [0, 1, 2, 3]
+    keys = ['pascal_voc/mAP', 'pascal_voc_area/mAP', 'coco/bbox_mAP']
+    sau = [0.80, 0.82, 0.81, 0.83]
+    other = [0.79, 0.805, 0.815, 0.81]
+    runs = {'sau': {s: {k: v for k in keys} for s, v in zip(seeds, sau)},
+            'relu': {s: {k: v for k in keys} for s, v in zip(seeds, other)}}
+    results = sweep.summarize('detection', ['relu', 'sau'], seeds, runs, 0.1, [])
+    cell = results['paired']['relu']['mAP (VOC 11-point)']
+    assert cell['mean_diff'] == pytest.approx(1.0) and cell['se'] == pytest.approx(0.540062, abs=1e-6)  # x100
+    assert cell['p'] == pytest.approx(0.1612, abs=1e-4)
+    assert cell['p_holm'] == pytest.approx(min(1.0, 3 * cell['p']))  # 3 tests, all with the same p
+    md = sweep.to_markdown(results)
+    assert '| sau - relu | +1.00 +/- 0.54, p 0.161 | +1.00 +/- 0.54, p 0.161 | +1.00 +/- 0.54, p 0.161 |' in md
+    assert md.index('| baseline | SAU better |') < md.index('| d = SAU - A |')  # added after Table 8
+    assert sum(line.startswith('| relu |') for line in md.splitlines()) == 2  # the main table and Table 8 only

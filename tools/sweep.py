@@ -37,6 +37,17 @@ listed under ``missing``). ``--dry-run`` prints the plan and the job script and 
         --cfg-options train_dataloader.batch_size=4 sync_bn=torch
     python tools/sweep.py segmentation --status
 
+- a paired comparison against SAU (``tools/zoo/stats.py``): for each activation A and metric, the mean over seeds
+  of d = SAU - A (same seed), its standard error and the two-sided paired t-test's p (``scipy.stats.ttest_rel``),
+  starred below 0.05 and, with two stars, also after Holm's correction over the table: whether a difference is
+  distinguishable from seed-to-seed noise at the sweep's scale.
+
+``--preset NAME`` names a list of activations instead of ``--acts``: ``paper`` (the paper's baselines and SAU)
+or ``ablation`` (issue 17: SAU, ReLU, the paper's PReLU and SAU with one thing changed; README, 'Smoothing or
+trainable slope?'):
+
+    python tools/sweep.py segmentation --preset ablation --seeds 5 --work-dir work_dirs/ablation_seg
+
 Units: the tables show mIoU/aAcc/mAcc and BLEU as the tools write them (already in %) and detection's mAP/AP,
 which MMDetection writes as fractions, x100 (in %, as the paper's Table 5); ``results.json`` holds the raw
 per-run values under ``runs`` and the shown ones under ``summary``.
@@ -54,6 +65,7 @@ import time
 from tools.zoo import REPO_ROOT
 from tools.zoo.errors import InputError, run_main
 from tools.zoo.io import atomic_write
+from tools.zoo import stats
 from tools.zoo.tasks import TASKS, is_fairseq_config, last_checkpoint, run_tool
 
 EQUAL_TOL = 0.1
@@ -142,6 +154,7 @@ def summarize(task_name, acts, seeds, runs, equal_tol, cfg_options, config=None)
                 runs={act: {str(seed): {k: runs[act][seed][k] for k in task.metrics.values()}
                             for seed in seeds} for act in acts},
                 summary=summary, comparison=comparison,
+                paired=stats.paired_summary(runs, acts, seeds, task.metrics, scale, BASE),
                 equal_rule=f'|SAU - baseline| < {equal_tol:g} points (table units), per seed (paired) and metric; '
                            f'higher is better')
 
@@ -167,6 +180,8 @@ def to_markdown(results):
             lines.append(f'| {base} | {c["better"]} | {c["equal"]} | {c["worse"]} |')
     else:
         lines.append('No SAU vs baseline count: `sau` is not among the activations.')
+    if results.get('paired'):
+        lines += [''] + stats.paired_markdown(results['paired'], seeds, BASE)
     return '\n'.join(lines) + '\n'
 
 
@@ -230,7 +245,9 @@ def slurm_jobs(task, acts, seeds, work_dir, cfg_options, fairseq, resources):
                         osp.join(run_dir, 'eval'), '--out', '{metrics}', *options]
             jobs[(act, seed)] = slurm.RunJob(run_dir, train + options, evaluate,
                                              functools.partial(last_checkpoint, fairseq=fairseq),
-                                             resume_at=len(train), max_requeues=resources.max_requeues)
+                                             resume_at=len(train), max_requeues=resources.max_requeues,
+                                             # Slurm kills at least max(delay, 30 s) after the signal
+                                             checkpoint_wait_s=max(resources.signal_delay_s, 30) - 10)
     return jobs
 
 
@@ -364,6 +381,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('task', help=f'one of {", ".join(TASKS)}')
     parser.add_argument('--acts', help='comma-separated activations (default relu,sau; --status: the submitted ones)')
+    parser.add_argument('--preset', help=f'a named list of activations instead of --acts: '
+                        f'{", ".join(stats.PRESETS)} (tools/zoo/stats.py)')
     parser.add_argument('--seeds', type=int, help='number of seeds, 0 .. SEEDS-1 (default 2; --status: the submitted)')
     parser.add_argument('--work-dir', help='default: work_dirs/sweep/TASK')
     parser.add_argument('--config', help="default: the task's tiny config (tools/zoo/tasks.py)")
@@ -386,6 +405,13 @@ def main(argv=None):
         args.seeds = args.seeds or saved.get('seeds')
         args.config = args.config or saved.get('config')
         args.cfg_options = args.cfg_options or saved.get('cfg_options', [])
+    if args.preset is not None:
+        if args.acts and not args.status:
+            raise InputError('give --acts or --preset, not both')
+        try:
+            args.acts = ','.join(stats.resolve_preset(args.preset))
+        except ValueError as e:
+            raise InputError(f'--preset: {e}') from None
     acts = parse_acts(args.acts or 'relu,sau')
     args.seeds = 2 if args.seeds is None else args.seeds
     log = functools.partial(print, flush=True)

@@ -118,8 +118,7 @@ def paired_markdown(summary, seeds, base='sau'):
              f'two-sided paired t-test (scipy.stats.ttest_rel, {n - 1} degrees of freedom). `*`: p < 0.05; '
              f'`**`: also below 0.05 after Holm\'s correction over the table\'s {tests} tests. Without a star '
              'the difference is not distinguishable from seed-to-seed noise at this scale.', '',
-             '| activation A | ' + ' | '.join(f'{c}: SAU - A' for c in columns) + ' |',
-             '|---|' + '---:|' * len(columns)]
+             '| d = SAU - A | ' + ' | '.join(columns) + ' |', '|---|' + '---:|' * len(columns)]
     for act, cells in summary.items():
-        lines.append(f'| {act} | ' + ' | '.join(paired_cell(cells[c]) for c in columns) + ' |')
+        lines.append(f'| {base} - {act} | ' + ' | '.join(paired_cell(cells[c]) for c in columns) + ' |')
     return lines
