@@ -318,6 +318,27 @@ def test_url_checkpoint_is_downloaded_and_hash_checked(tmp_path, capsys, monkeyp
     assert not (tmp_path / 'cache2' / 'checkpoints' / name).exists()
 
 
+class Marker:
+    """An object a weights-only load refuses (its class is not on the zoo's allow-list)."""
+
+
+def test_checkpoint_needing_a_full_unpickle_needs_trust(tmp_path, capsys):
+    import torch
+    state = torch.load(SEG[1], map_location='cpu', weights_only=False)
+    state['meta']['marker'] = Marker()
+    path = tmp_path / 'unet_with_marker.pth'
+    torch.save(state, path)
+    image = tmp_path / 'scene.png'
+    Image.fromarray(make_tiny_cityscapes.make_scene(np.random.default_rng(2), 64, 128)[0]).save(image)
+    status, _, err = run([SEG[0], str(path), str(image), '--out', str(tmp_path / 'out')], capsys)
+    assert status == 1 and err.startswith(f'error: refusing to load checkpoint {path}') and '--trust-checkpoint' in err
+    assert not (tmp_path / 'out' / 'pred').exists()
+    status, _, err = run([SEG[0], str(path), str(image), '--out', str(tmp_path / 'out'), '--trust-checkpoint'],
+                         capsys)
+    assert status == 0, err
+    assert (tmp_path / 'out' / 'pred' / 'scene_labelTrainIds.png').is_file()
+
+
 @pytest.mark.parametrize('case', ['missing image', 'checkpoint of another model', 'mm checkpoint for fairseq',
                                   'empty folder'])
 def test_bad_input_is_one_error_line(tmp_path, capsys, case):

@@ -373,6 +373,7 @@ def parse_args(argv=None):
     parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
                         help='detection/segmentation: image size of the graph (default: the test pipeline\'s '
                         'resize scale, else the data preprocessor\'s size)')
+    infer.add_trust_argument(parser)
     parser.add_argument('--no-check', action='store_true', help='skip the onnxruntime-vs-PyTorch check')
     return parser.parse_args(argv)
 
@@ -384,7 +385,7 @@ def main(argv=None):
                                f'got {args.batch}')
     infer.quiet_frameworks()
     torch.set_grad_enabled(False)
-    loaded = infer.load_model(args.config, args.checkpoint, device='cpu')
+    loaded = infer.load_model(args.config, args.checkpoint, device='cpu', trust=args.trust_checkpoint)
     faithful = True
     if args.input_size and (min(args.input_size) < 1 or loaded.task == 'translation'):
         raise infer.InputError('--input-size takes a positive H and W, for detection and segmentation models')

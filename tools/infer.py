@@ -22,8 +22,9 @@ Built on the frameworks' own inference APIs, which do the drawing and decoding:
   (default: the config's ``fairseq.generate``); ``OUT/translations.txt`` (best) and ``OUT/translations.json``
   (n-best with scores) are written too.
 
-``CHECKPOINT`` may be a URL: it is downloaded once and checked against the sha256 prefix in its name, as
-``tools/eval.py`` does; a checkpoint of another model is refused with one line that says so.
+``CHECKPOINT`` may be a URL: it is downloaded once and checked against the sha256 prefix in its name, and every
+load is ``weights_only=True`` (``--trust-checkpoint`` for a local file that needs a full unpickle), as
+``tools/eval.py`` does it (``tools.zoo.io``); a checkpoint of another model is refused with one line that says so.
 """
 import argparse
 import json
@@ -36,14 +37,11 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # `python tools/infer.py` puts tools/ first on the path, not the repository
     sys.path.insert(0, REPO_ROOT)
 
-# mmengine 0.10.7 calls torch.load without weights_only, which torch >= 2.6 turns on (refusing MMEngine's own
-# checkpoints); the zoo's tools restore the old default, as tools/eval.py does: load checkpoints you trust
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
-
 from tools.zoo.config import check_cfg_options, check_config_kind, framework_errors, load_config  # noqa: E402
 from tools.zoo.data_checks import image_file_problem  # noqa: E402
 from tools.zoo.errors import InputError, run_main  # noqa: E402
-from tools.zoo.io import check_checkpoint_matches, fetch_checkpoint, read_checkpoint  # noqa: E402
+from tools.zoo.io import (TRUST_FLAG, check_checkpoint_matches, checkpoint_loading, fetch_checkpoint,  # noqa: E402
+                          read_checkpoint)
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 DEFAULT_OUT = 'work_dirs/infer'
@@ -65,19 +63,21 @@ def task_of(cfg):
                      'MMDetection (mmdet), MMSegmentation (mmseg) or fairseq (fairseq = dict(...)) ones')
 
 
-def resolve(config, checkpoint, cfg_options=None):
+def resolve(config, checkpoint, cfg_options=None, trust=False):
     """(cfg, task, local checkpoint path): the config loaded (``--cfg-options`` merged), a URL downloaded and
-    hash-checked, the file checked to be a readable checkpoint of the config's framework."""
+    hash-checked, the file checked to be a checkpoint of the config's framework that loads with
+    ``weights_only=True`` (``trust``: ``--trust-checkpoint``, a local file may need a full unpickle), as
+    ``tools/eval.py`` checks it."""
     cfg = load_config(config)
     check_config_kind(cfg, config)
     if cfg_options:
         check_cfg_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     task = task_of(cfg)
-    path = fetch_checkpoint(checkpoint)
+    path = fetch_checkpoint(checkpoint, trust=trust)  # a URL is never trusted
     if not osp.isfile(path):
         raise InputError(f'checkpoint not found: {path}')
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, trust=trust)
     if task == 'translation' and not (isinstance(state, dict) and 'model' in state and 'cfg' in state):
         raise InputError(f'{path} is not a fairseq checkpoint (no model and cfg entries); a translation config '
                          'needs a checkpoint of tools/train.py on a translation config')
@@ -104,12 +104,12 @@ class Loaded(NamedTuple):
     checkpoint: str
 
 
-def load_model(config, checkpoint, device='cpu', cfg_options=None):
+def load_model(config, checkpoint, device='cpu', cfg_options=None, trust=False):
     """The model of a zoo checkpoint with its framework's own loader (``init_detector``, mmseg's
     ``init_model``, fairseq's ``from_pretrained``), weights checked to fit the config exactly."""
-    cfg, task, path = resolve(config, checkpoint, cfg_options)
+    cfg, task, path = resolve(config, checkpoint, cfg_options, trust)
     device = resolve_device(device)
-    with framework_errors():
+    with framework_errors(), checkpoint_loading(trust):
         if task == 'detection':
             from mmdet.apis import init_detector
             model = init_detector(cfg, path, device=device)
@@ -117,8 +117,8 @@ def load_model(config, checkpoint, device='cpu', cfg_options=None):
             from mmseg.apis import init_model
             model = init_model(cfg, path, device=device)
         else:
-            return Loaded(task, cfg, load_hub(cfg, path, device), path)
-    check_checkpoint_matches(model, path)
+            return Loaded(task, cfg, load_hub(cfg, path, device, trust), path)
+    check_checkpoint_matches(model, path, trust=trust)
     return Loaded(task, cfg, model.eval(), path)
 
 
@@ -151,7 +151,7 @@ def translation_files(cfg):
     return str(data), str(codes)
 
 
-def load_hub(cfg, checkpoint, device='cpu'):
+def load_hub(cfg, checkpoint, device='cpu', trust=False):
     """fairseq's ``GeneratorHubInterface`` for a zoo translation checkpoint (``translation.from_pretrained``:
     ``TransformerModel.from_pretrained`` with the zoo's ``user_dir``, Moses tokenisation and the data folder's BPE
     codes)."""
@@ -159,7 +159,7 @@ def load_hub(cfg, checkpoint, device='cpu'):
     data, codes = translation_files(cfg)
     train = cfg.fairseq.get('train') or {}
     with framework_errors():
-        hub = translation.from_pretrained(checkpoint, data, bpe_codes=codes,
+        hub = translation.from_pretrained(checkpoint, data, bpe_codes=codes, trust=trust,
                                           source_lang=train.get('source_lang', 'en'),
                                           target_lang=train.get('target_lang', 'de'))
     hub.eval()
@@ -232,7 +232,7 @@ def run_translation(args, cfg, checkpoint):
     if not sentences:
         raise InputError('no sentence to translate: give sentences, a file (one per line) or - for stdin')
     options = generation_options(cfg, args.beam, args.n_best)
-    hub = load_hub(cfg, checkpoint, args.device)
+    hub = load_hub(cfg, checkpoint, args.device, args.trust_checkpoint)
     results = translate(hub, sentences, options)
     n_best = options.get('nbest', 1)
     for i, hypos in enumerate(results):
@@ -289,9 +289,9 @@ def run_detection(args, cfg, checkpoint):
     """``DetInferencer`` on the images; returns the records of ``predictions.json``."""
     from mmdet.apis import DetInferencer
     images = list_images(args.inputs)
-    with framework_errors():
+    with framework_errors(), checkpoint_loading(args.trust_checkpoint):
         inferencer = DetInferencer(model=cfg, weights=checkpoint, device=args.device, show_progress=False)
-    check_checkpoint_matches(inferencer.model, checkpoint)
+    check_checkpoint_matches(inferencer.model, checkpoint, trust=args.trust_checkpoint)
     classes = inferencer.model.dataset_meta['classes']
     out = args.out or DEFAULT_OUT
     results = inferencer(images, out_dir=out, pred_score_thr=args.score_thr, no_save_pred=False,
@@ -319,10 +319,10 @@ def run_segmentation(args, cfg, checkpoint):
     from mmseg.apis import MMSegInferencer
     from PIL import Image
     images = list_images(args.inputs)
-    with framework_errors():
+    with framework_errors(), checkpoint_loading(args.trust_checkpoint):
         inferencer = MMSegInferencer(model=cfg, weights=checkpoint, device=args.device)
     inferencer.show_progress = False
-    check_checkpoint_matches(inferencer.model, checkpoint)
+    check_checkpoint_matches(inferencer.model, checkpoint, trust=args.trust_checkpoint)
     out = args.out or DEFAULT_OUT
     pred_dir = osp.join(out, 'pred')
     os.makedirs(pred_dir, exist_ok=True)
@@ -379,6 +379,13 @@ def make_sample(task, out_dir):
     return [make_tiny_en_de.capitalise(en.replace(' .', '.')) for en, _ in pairs]
 
 
+def add_trust_argument(parser):
+    parser.add_argument(TRUST_FLAG, action='store_true', dest='trust_checkpoint',
+                        help='load a checkpoint that needs a full unpickle (which runs any code the file carries); '
+                        'only for a local file you vouch for, never a URL. Without it the checkpoint loads with '
+                        'weights_only=True, as in tools/eval.py')
+
+
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
@@ -398,6 +405,7 @@ def parse_args(argv=None):
     parser.add_argument('--n-best', type=int, help='translation: hypotheses per sentence (default 1)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override settings of the config (e.g. fairseq.data=DIR)')
+    add_trust_argument(parser)
     parser.add_argument('--sample', action='store_true',
                         help='add a generated sample input of the task (written to OUT/sample/)')
     return parser.parse_args(argv)
@@ -413,8 +421,6 @@ def quiet_frameworks():
     warnings.filterwarnings('ignore', category=FutureWarning)
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     warnings.filterwarnings('ignore', message=".*'pin_memory' argument is set as true")
-    # the zoo loads its checkpoints with weights_only=False on purpose (see TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD above)
-    warnings.filterwarnings('ignore', message='Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected')
     # the inferencers write their pictures themselves, not through the config's LocalVisBackend
     warnings.filterwarnings('ignore', message='Failed to add .*LocalVisBackend')
     warnings.filterwarnings('ignore', message='``build_loss`` would be deprecated')  # mmseg's own heads
@@ -424,7 +430,7 @@ def quiet_frameworks():
 def main(argv=None):
     args = parse_args(argv)
     quiet_frameworks()
-    cfg, task, checkpoint = resolve(args.config, args.checkpoint, args.cfg_options)
+    cfg, task, checkpoint = resolve(args.config, args.checkpoint, args.cfg_options, args.trust_checkpoint)
     args.device = resolve_device(args.device)
     if not 0 <= args.score_thr <= 1:
         raise InputError(f'--score-thr must be between 0 and 1, got {args.score_thr}')

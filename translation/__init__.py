@@ -35,19 +35,22 @@ def bpe_codes_of(data):
     return osp.join(osp.dirname(osp.abspath(data)), 'bpe', 'code')
 
 
-def from_pretrained(checkpoint, data, bpe_codes=None, **kwargs):
+def from_pretrained(checkpoint, data, bpe_codes=None, trust=False, **kwargs):
     """fairseq's ``TransformerModel.from_pretrained`` for a zoo checkpoint: a ``GeneratorHubInterface``.
 
     ``data`` is the binarized data folder the model was trained on (its ``dict.*.txt``), ``bpe_codes`` defaults
     to :func:`bpe_codes_of` ``(data)``; Moses tokenisation (fairseq's ``moses`` tokenizer, as the data was
     tokenised) and subword-nmt BPE are set, ``user_dir`` is :data:`USER_DIR`. ``kwargs`` go to fairseq as
-    they are (``source_lang``, ``target_lang``, generation defaults, ...).
+    they are (``source_lang``, ``target_lang``, generation defaults, ...). The checkpoint loads with
+    ``weights_only=True`` (``tools.zoo.io.checkpoint_loading``) unless ``trust`` (a local file you vouch for).
     """
     from fairseq.models.transformer import TransformerModel
 
+    from tools.zoo.io import checkpoint_loading
     options = dict(user_dir=USER_DIR, tokenizer='moses', bpe='subword_nmt',
                    bpe_codes=bpe_codes or bpe_codes_of(data))
     options.update(kwargs)
     checkpoint = osp.abspath(checkpoint)
-    return TransformerModel.from_pretrained(osp.dirname(checkpoint), checkpoint_file=osp.basename(checkpoint),
-                                            data_name_or_path=osp.abspath(data), **options)
+    with checkpoint_loading(trust):
+        return TransformerModel.from_pretrained(osp.dirname(checkpoint), checkpoint_file=osp.basename(checkpoint),
+                                                data_name_or_path=osp.abspath(data), **options)
