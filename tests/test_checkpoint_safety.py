@@ -400,6 +400,10 @@ def test_fairseq_checkpoints_load_weights_only(tmp_path):
 
 
 def test_a_truncated_file_is_unreadable_not_refused(tmp_path):
+    junk = tmp_path / 'junk.pth'
+    junk.write_text('not a checkpoint')
+    with pytest.raises(InputError, match=f'^cannot read checkpoint {junk}: UnpicklingError: Unsupported operand'):
+        zoo_io.read_checkpoint(str(junk))
     for legacy in (False, True):
         path = tmp_path / f'cut{legacy}.pth'
         torch.save({'state_dict': {'w': torch.ones(1000)}}, path, _use_new_zipfile_serialization=not legacy)

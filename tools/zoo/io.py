@@ -165,7 +165,6 @@ _REFUSALS = (  # torch's weights-only rejections -> what the file holds
     (r'reduce for unrecognized function (.+?)(?: which belongs to .*)?$', 'it calls {0}'),
     (r'Can only build .* but got (.+)$', 'it sets the state of a {0}'),
     (r'Can only create new object .* but got (.+)$', 'it creates a {0}'),
-    (r'Unsupported operand (\S+)', 'it uses pickle opcode {0}'),
 )
 
 
@@ -180,6 +179,15 @@ def _refusal_reason(message):
             if found:
                 return reason.format(*found.groups())
     return None
+
+
+def _unpickler_detail(message):
+    """The unpickler's own line from torch's weights-only ``UnpicklingError`` text (``Unsupported operand 110``
+    for a file that is not a pickle), without torch's advice to rerun with ``weights_only=False``."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    detail = [line for line in lines if not line.startswith(('Weights only load failed', 'Please file an issue',
+                                                             'Check the documentation', 'In PyTorch'))]
+    return detail[0] if detail else (lines[-1] if lines else '')
 
 
 def refusal(path, reason):
@@ -210,8 +218,9 @@ def read_checkpoint(path, what='checkpoint', trust=False, name=None):
             return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         reason = _refusal_reason(str(e))
-        if reason is None:
-            raise InputError(f'cannot read checkpoint {shown}: {type(e).__name__}: {e}') from e
+        if reason is None:  # not a pickle, or a damaged one
+            raise InputError(f'cannot read checkpoint {shown}: {type(e).__name__}: {_unpickler_detail(str(e))}') \
+                from e
         raise InputError(refusal(shown, reason)) from None
     except Exception as e:  # torch.load's many ways to fail on a truncated or foreign file
         raise InputError(f'cannot read checkpoint {shown}: {type(e).__name__}: {e}') from e
@@ -228,7 +237,7 @@ def unsafe_reason(data):
         with checkpoint_loading():
             torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        return _refusal_reason(str(e)) or str(e).strip().splitlines()[-1]
+        return _refusal_reason(str(e)) or _unpickler_detail(str(e))
     return None
 
 
