@@ -473,16 +473,20 @@ def test_a_run_past_its_time_limit_requeues_resumes_and_completes(cluster, tiny_
     """Case 5: --time 1 (minute): USR2 reaches training 29-59 s in (--signal-delay 1: Slurm signals up to 30 s
     early); it is requeued (submitit, scontrol requeue), resumes from its last checkpoint and completes."""
     work_dir = str(tmp_path_factory.mktemp('slurm_time') / 'segmentation')
-    epochs = 45
+    # Each attempt trains 29-59 s minus its start-up (10 s here, 30 s on a busy machine): 25 one-second epochs
+    # take 1-4 attempts; the bound leaves room for a machine even busier
+    epochs = 25
     proc = sweep_cli('segmentation', '--acts', 'sau', '--seeds', '1', '--work-dir', work_dir, '--launcher', 'slurm',
-                     '--time', '1', '--signal-delay', '1', '--max-requeues', '6', '--wait',
+                     '--time', '1', '--signal-delay', '1', '--max-requeues', '12', '--wait',
                      '--cfg-options', *seg_options(tiny_seg, epochs=epochs), env=cluster.env | {'OMP_NUM_THREADS': '1'})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = osp.join(work_dir, 'sau', 'seed0')
     marker = json.load(open(osp.join(run_dir, zs.STATE_FILE)))
     assert marker['state'] == 'done' and marker['requeues'] >= 1
     log = open(osp.join(run_dir, 'train.log')).read()
-    assert log.count('--resume') == marker['requeues']
+    # one command per attempt; an attempt signalled before its first checkpoint leaves nothing to resume from
+    assert log.count('$ ') == marker['requeues'] + 1
+    assert 1 <= log.count('--resume') <= marker['requeues']
     assert f'Epoch(train) [{epochs}]' in log and osp.isfile(osp.join(run_dir, f'epoch_{epochs}.pth'))
     assert 'mIoU' in run_metrics(work_dir, 'sau', 0)
 
@@ -566,12 +570,14 @@ def test_srun_two_tasks_train_as_torchrun_two_processes(cluster, task, tiny_seg,
          '--work-dir', str(tmp_path / 'srun'), *common, '--launcher', 'slurm'],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert srun.returncode == 0, srun.stdout[-2000:] + srun.stderr[-3000:]
-    assert srun.stdout.count('train done') == torchrun.stdout.count('train done') == 1  # rank 0 reports
+    # the same summary lines (MMEngine: rank 0's; the fairseq runner: each rank's)
+    assert srun.stdout.count('train done') == torchrun.stdout.count('train done') >= 1
     fairseq = task == 'translation'
     for name in ('torchrun', 'srun'):
         runs[name] = final_weights(tmp_path / name, fairseq)
     assert runs['srun'].keys() == runs['torchrun'].keys()
     for key, value in runs['torchrun'].items():
+        if key.endswith('_float_tensor'):  # fairseq's sinusoidal positions keep an uninitialised 1-element dummy
+            continue
         assert torch.equal(runs['srun'][key], value), key  # the same computation: bitwise
-    # and not trivially: training moved the weights away from the first checkpoint's
-    assert any('alpha' in k for k in runs['srun'])
+    assert any('alpha' in k for k in runs['srun'])  # SAU's alphas are among the weights compared

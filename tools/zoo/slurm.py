@@ -268,7 +268,7 @@ class RunJob:
     """
 
     def __init__(self, run_dir, train, evaluate, checkpoint, resume_flag=('--resume',), env=None,
-                 max_requeues=3, requeues=0, resume_at=None):
+                 max_requeues=3, requeues=0, resume_at=None, checkpoint_wait_s=240):
         self.run_dir = run_dir
         self.train = list(train)
         self.evaluate = list(evaluate)
@@ -278,6 +278,7 @@ class RunJob:
         self.max_requeues = max_requeues
         self.requeues = requeues
         self.resume_at = resume_at
+        self.checkpoint_wait_s = checkpoint_wait_s  # how long checkpoint() waits for training to save and exit
         self._child = None
 
     def __getstate__(self):
@@ -378,17 +379,21 @@ class RunJob:
                 child.send_signal(CHECKPOINT_SIGNAL)  # in case Slurm's own signal did not reach it
             except ProcessLookupError:
                 pass
-            # wait until it has saved and exited; no Popen method here (see _run), /proc says it is a zombie
-            deadline = time.time() + max(5, int(os.environ.get('SAU_ZOO_CHECKPOINT_WAIT_S', '240')))
+            # wait until it has saved and exited; no Popen method here (see _run), /proc says it is a zombie.
+            # Past the wait, requeue anyway (Slurm kills it at the limit; the last regular checkpoint is kept)
+            deadline = time.time() + max(5, getattr(self, 'checkpoint_wait_s', 240))
             while time.time() < deadline and not _exited(child.pid):
                 time.sleep(0.2)
+            if not _exited(child.pid):
+                print(f'training did not exit within {self.checkpoint_wait_s} s of the signal; requeueing without '
+                      f'its checkpoint', flush=True)
         if self.requeues >= self.max_requeues:
             self._state('timed_out', error=f'time limit reached {self.requeues + 1} times '
                                            f'({self.requeues} requeues, the bound); rerun the sweep to resubmit',
                         log=osp.join(self.run_dir, 'train.log'))
             return None  # submitit: not requeued, the job ends
         requeued = RunJob(self.run_dir, self.train, self.evaluate, self.checkpoint_of, self.resume_flag, self.env,
-                          self.max_requeues, self.requeues + 1, self.resume_at)
+                          self.max_requeues, self.requeues + 1, self.resume_at, getattr(self, 'checkpoint_wait_s', 240))
         self.requeues += 1
         self._state('requeued')
         return submitit.helpers.DelayedSubmission(requeued)
