@@ -157,18 +157,32 @@ def _loader_worker(args):
         ds['data_root'] = args.data_root
     if args.workers is not None:
         loader['num_workers'] = args.workers
+    if args.batch_size is not None:  # the per-image rate does not depend on it; a small set needs fewer images
+        loader['batch_size'] = args.batch_size
     loader['persistent_workers'] = loader['num_workers'] > 0
     dl = Runner.build_dataloader(loader, seed=0)
     it = iter(dl)
     for _ in range(args.warmup):
         next(it)
-    start, images = time.perf_counter(), 0
+    pids = [os.getpid()] + [w.pid for w in getattr(it, '_workers', [])]
+    cpu0, start, images = _cpu_seconds(pids), time.perf_counter(), 0
     for _ in range(args.batches):
         batch = next(it)
         images += len(batch['inputs'])
-    seconds = time.perf_counter() - start
-    print(json.dumps(dict(images=images, seconds=seconds, images_per_s=images / seconds,
-                          num_workers=loader['num_workers'], batch_size=loader['batch_size'])))
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds(pids) - cpu0
+    print(json.dumps(dict(images=images, seconds=seconds, images_per_s=images / seconds, cpu_s=cpu,
+                          images_per_cpu_s=images / cpu, num_workers=loader['num_workers'],
+                          batch_size=loader['batch_size'])))
+
+
+def _cpu_seconds(pids):
+    """User + system CPU seconds of ``pids`` so far, from /proc (the loader's workers run on)."""
+    total = 0.0
+    for pid in pids:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    return total
 
 
 def _leaf(ds):
@@ -198,12 +212,13 @@ def _fairseq_tokens(args):
                                   num_workers=cfg.dataset.num_workers, seed=1).next_epoch_itr(shuffle=True)
     setup = time.perf_counter() - start
     tokens, batches = 0, 0
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     for batch in itr:
         tokens += int(batch['ntokens'])
         batches += 1
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
     print(json.dumps(dict(tokens=tokens, batches=batches, seconds=seconds, tokens_per_s=tokens / seconds,
+                          tokens_per_cpu_s=tokens / cpu,
                           batch_setup_s=setup, num_workers=cfg.dataset.num_workers)))
 
 
@@ -216,8 +231,11 @@ def bench_loaders(args):
         jobs.append(('U-Net train pipeline', osp.join(REPO_ROOT, 'segmentation/configs/unet_sau_cityscapes.py'),
                      args.cityscapes))
     for label, config, root in jobs:
+        seg = 'U-Net' in label
         cmd = [PY, '-m', 'tools.benchmarks.data', '_loader', '--config', config, '--data-root', root,
-               '--batches', args.batches, '--warmup', args.warmup]
+               '--batches', args.seg_batches if seg else args.batches, '--warmup', args.warmup]
+        if seg and args.seg_batch_size:
+            cmd += ['--batch-size', args.seg_batch_size]
         if args.workers is not None:
             cmd += ['--workers', args.workers]
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=REPO_ROOT,
@@ -263,6 +281,9 @@ def main(argv=None):
         p.add_argument('--warmup', type=int, default=3)
         p.add_argument('--workers', type=int, help="override the config's num_workers")
         p.add_argument('--max-tokens', type=int, default=4096)
+        p.add_argument('--batch-size', type=int, help="override the config's batch size")
+        p.add_argument('--seg-batches', type=int, default=4, help='U-Net: batches to time (default 4)')
+        p.add_argument('--seg-batch-size', type=int, help="U-Net: batch size (the config's 32 by default)")
     for p in sub.choices.values():
         p.add_argument('--json', help='append the measurements here, one JSON object a line')
     args = parser.parse_args(argv)

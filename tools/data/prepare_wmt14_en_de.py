@@ -107,12 +107,12 @@ def decode_line(raw):
 
 
 def count_lines(path):
-    """(lines as split at \\n, whether any holds more than whitespace), reading 16 MiB at a time."""
+    """(lines as split at \\n, whether any holds more than whitespace), reading 1 MiB at a time."""
     n, nonblank, last = 0, False, b'\n'
     with open(path, 'rb') as f:
-        while block := f.read(1 << 24):
+        while block := f.read(1 << 20):
             n += block.count(b'\n')
-            nonblank = nonblank or bool(block.decode('utf-8', errors='replace').strip())
+            nonblank = nonblank or (bool(block.strip()) and bool(block.decode('utf-8', errors='replace').strip()))
             last = block[-1:]
     return n + (last != b'\n'), nonblank
 
