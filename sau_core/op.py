@@ -24,6 +24,7 @@ PyTorch (exact, but it saves what eager PyTorch saves); the in-place op raises, 
 import math
 import os
 import warnings
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -32,9 +33,12 @@ from torch import Tensor
 from .reference import sau_reference
 
 _lib = torch.library.Library('sau_core', 'FRAGMENT')  # noqa: TOR901 (defines the ops; kernels register below)
-_lib.define('sau(Tensor x, Tensor alpha, Tensor n, bool zero_centred) -> Tensor')
+# flexible_layout: the kernels take any dense layout (NCHW, channels_last, ...) and give their outputs that layout,
+# so torch.compile's inductor passes the tensors it has instead of copying them into eager's strides first.
+_lib.define('sau(Tensor x, Tensor alpha, Tensor n, bool zero_centred) -> Tensor', tags=(torch.Tag.flexible_layout,))
 _lib.define('sau_backward(Tensor grad_y, Tensor saved, Tensor alpha, Tensor n, bool zero_centred, '
-            'bool saved_is_output, bool need_alpha, bool need_n) -> (Tensor, Tensor, Tensor)')
+            'bool saved_is_output, bool need_alpha, bool need_n) -> (Tensor, Tensor, Tensor)',
+            tags=(torch.Tag.flexible_layout,))
 _lib.define('_sau_inplace(Tensor(a!) x, Tensor alpha, Tensor n) -> ()')
 
 
@@ -208,12 +212,13 @@ class _SAUInplace(torch.autograd.Function):
         return grad_x, grad_alpha if need_alpha else None, grad_n if need_n else None
 
 
-def _inplace_blocker(x, alpha, zero_centred):
+def _inplace_blocker(x, alpha, zero_centred, alpha_key=None):
     """Why the in-place op cannot run here: None when it can, else a reason. In place needs the standard form,
     eager mode (under torch.compile the compiler plans memory itself), an x that autograd lets us overwrite (not a
     leaf that requires grad, nor a view that requires grad: autograd refuses some views, e.g. of a leaf or from
-    torch.chunk, only after the kernel has written) and every alpha in the range (low, high), which is read on
-    the host (a device sync on GPU); that last reason comes back as the tuple (low, high, alpha_min, alpha_max)."""
+    torch.chunk, only after the kernel has written) and every alpha in the range (low, high), as
+    :func:`alpha_range` reads it (on a GPU without a device sync, one step late); that last reason comes back as
+    the tuple (low, high, alpha_min, alpha_max)."""
     if zero_centred:
         return 'zero-centred form'
     if torch.compiler.is_compiling():
@@ -223,11 +228,84 @@ def _inplace_blocker(x, alpha, zero_centred):
     low, high = INPLACE_ALPHA_RANGE
     if x.dtype == torch.float16:
         low = FP16_INPLACE_ALPHA_MIN
-    low, high = (torch.tensor(bound, dtype=alpha.dtype).item() for bound in (low, high))  # as stored
-    alpha_min, alpha_max = torch.stack(torch.aminmax(alpha.detach())).tolist()  # one host read
+    low, high = _stored_bounds(low, high, alpha.dtype)
+    alpha_min, alpha_max = alpha_range(alpha_key if alpha_key is not None else alpha, alpha)
     if low <= alpha_min and alpha_max <= high:
         return None
     return low, high, alpha_min, alpha_max
+
+
+_BOUNDS = {}
+
+
+def _stored_bounds(low, high, dtype):
+    """The range's ends as alpha's dtype stores them (computed once per dtype: no tensor read per call)."""
+    key = (low, high, dtype)
+    if key not in _BOUNDS:
+        _BOUNDS[key] = tuple(torch.tensor(bound, dtype=dtype).item() for bound in (low, high))
+    return _BOUNDS[key]
+
+
+# Devices whose reads of alpha would wait for the device (a sync): there the range is read asynchronously.
+ASYNC_DEVICES = {'cuda'}
+
+
+class _CudaEvent:
+    """What the asynchronous read waits on; tests put a fake one here to run the asynchronous path on CPU."""
+    def __new__(cls):
+        event = torch.cuda.Event()
+        event.record()
+        return event
+
+
+class _AlphaRange:
+    """alpha's (min, max) as the host last saw them, read without a device sync.
+
+    On CPU the range is read at each call (a memory read). On a GPU each call enqueues ``aminmax`` and a
+    non-blocking copy into pinned host memory, and the decision uses the newest copy that has arrived
+    (``Event.query()``, which does not wait): the range lags alpha by about one step (the copy enqueued in one
+    step's forward has arrived by the next step's), so an alpha that leaves the range runs one more step in place
+    before the layer falls back (and warns). Only a layer's first call waits for its copy."""
+
+    __slots__ = ('bounds', 'pending', '__weakref__')
+
+    def __init__(self):
+        self.bounds = None
+        self.pending = None
+
+    def read(self, alpha):
+        alpha = alpha.detach()
+        if alpha.device.type not in ASYNC_DEVICES:
+            return tuple(torch.stack(torch.aminmax(alpha)).tolist())  # CPU memory: no sync
+        if self.pending is not None and self.pending[1].query():  # a copy has arrived
+            self.bounds = tuple(self.pending[0].tolist())  # pinned host memory
+            self.pending = None
+        if self.pending is None:  # enqueue the next read
+            values = torch.stack(torch.aminmax(alpha))
+            host = torch.empty(2, dtype=values.dtype, pin_memory=alpha.device.type == 'cuda')
+            host._sau_host_copy = True  # tests/test_op_hostsync.py: reading it is no device sync
+            host.copy_(values, non_blocking=True)
+            self.pending = (host, _CudaEvent())
+        if self.bounds is None:  # the layer's first call: wait for its copy once
+            self.pending[1].synchronize()
+            self.bounds = tuple(self.pending[0].tolist())
+            self.pending = None
+        return self.bounds
+
+
+# id(alpha tensor) -> (weak reference to it, _AlphaRange); tensors compare element-wise, so not a WeakKeyDictionary
+_alpha_ranges = {}
+
+
+def alpha_range(key, alpha):
+    """(min, max) of ``alpha`` as :class:`_AlphaRange` reads it for the tensor ``key`` (the parameter itself, so
+    that the read survives from call to call)."""
+    entry = _alpha_ranges.get(id(key))
+    if entry is None or entry[0]() is not key:
+        ident = id(key)
+        entry = _alpha_ranges[ident] = (weakref.ref(key, lambda _, ident=ident: _alpha_ranges.pop(ident, None)),
+                                        _AlphaRange())
+    return entry[1].read(alpha)
 
 
 def _is_rank_zero():
@@ -310,6 +388,7 @@ def fused_sau(x, alpha, n, zero_centred, inplace, on_alpha_fallback=None, check_
         raise ValueError(f'SAU expects a floating-point tensor, got {got}; convert it first, e.g. x.float()')
     if not isinstance(n, Tensor) and not float(n) > 0:
         raise ValueError(f'{_N_MESSAGE}; got n={n}')
+    alpha_key = alpha if isinstance(alpha, Tensor) else None
     alpha = _as_parameter('alpha', alpha, x).reshape(-1)
     n_is_number = not isinstance(n, Tensor)
     n = _as_parameter('n', n, x)
@@ -323,7 +402,7 @@ def fused_sau(x, alpha, n, zero_centred, inplace, on_alpha_fallback=None, check_
                          f'has {x.shape[1] if x.dim() >= 2 else "no"} channels along dim 1; '
                          'set num_parameters to the channel count, or 1 for a shared alpha')
     if inplace:
-        blocker = _inplace_blocker(x, alpha, zero_centred)
+        blocker = _inplace_blocker(x, alpha, zero_centred, alpha_key)
         if blocker is None:
             return _SAUInplace.apply(x, alpha, n)
         if isinstance(blocker, tuple):  # alpha left the range
