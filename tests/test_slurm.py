@@ -581,3 +581,19 @@ def test_srun_two_tasks_train_as_torchrun_two_processes(cluster, task, tiny_seg,
             continue
         assert torch.equal(runs['srun'][key], value), key  # the same computation: bitwise
     assert any('alpha' in k for k in runs['srun'])  # SAU's alphas are among the weights compared
+
+
+def test_launcher_slurm_takes_torchruns_variables_from_sruns():
+    """``--launcher slurm`` on CPU: rank, world size, local rank and master from Slurm's variables; the port
+    from the job id (two array tasks on one node get two ports), MASTER_PORT and set variables kept."""
+    from tools.zoo import dist
+    env = dict(SLURM_PROCID='3', SLURM_NTASKS='4', SLURM_LOCALID='1', SLURM_JOB_ID='123457',
+               SLURM_JOB_NODELIST='gpu[07-08]', SLURM_STEP_NODELIST='gpu[08-09]')
+    assert dist.slurm_env(env) == dict(RANK='3', WORLD_SIZE='4', LOCAL_RANK='1', MASTER_ADDR='gpu08',
+                                       MASTER_PORT='23457')
+    other = dict(env, SLURM_JOB_ID='123458')
+    assert dist.slurm_env(other)['MASTER_PORT'] == '23458'  # another job on the node: another port
+    assert dist.slurm_env(dict(env, MASTER_PORT='31000', MASTER_ADDR='head')) == dict(RANK='3', WORLD_SIZE='4',
+                                                                                     LOCAL_RANK='1')
+    assert dist.expand_nodelist('node[01-03,07],gpu5') == ['node01', 'node02', 'node03', 'node07', 'gpu5']
+    assert dist.expand_nodelist('a[9-11]-ib,vm') == ['a9-ib', 'a10-ib', 'a11-ib', 'vm']
