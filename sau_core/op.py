@@ -362,6 +362,20 @@ def _check_n(n):
         torch._assert_async(n.detach() > 0, _N_MESSAGE)
 
 
+# Devices on which torch.compile traces SAU as its formula (sau_core.reference, in fp32 for fp16/bf16 inputs), so
+# that inductor fuses it into the neighbouring kernels (the BatchNorm's, as it does for ReLU), instead of calling
+# the opaque op. Eager mode always runs the fused kernels. Empty by default: on CPU the compiled opaque op is
+# faster than inductor's fusion of the formula (measured); on CUDA it is not measured yet (tools/gpu_check.py
+# measures both: add 'cuda' here where the fused formula wins).
+COMPILE_FORMULA_DEVICES = set()
+
+
+def _formula(x, alpha, n, zero_centred):
+    """SAU as PyTorch ops for torch.compile to fuse: the reference formula in the kernels' compute dtype."""
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return sau_reference(x.to(compute), alpha.to(compute), n.to(compute), zero_centred).to(x.dtype)
+
+
 def sau(x, alpha=0.15, n=20000.0, zero_centred=False, inplace=False):
     """Fused SAU(x; alpha, n), differentiable in x, alpha and n. Returns a tensor of x's dtype.
 
@@ -379,10 +393,11 @@ def sau(x, alpha=0.15, n=20000.0, zero_centred=False, inplace=False):
     return fused_sau(x, alpha, n, zero_centred, inplace)
 
 
-def fused_sau(x, alpha, n, zero_centred, inplace, on_alpha_fallback=None, check_n=True):
+def fused_sau(x, alpha, n, zero_centred, inplace, on_alpha_fallback=None, check_n=True, compile_formula=None):
     """:func:`sau`, with ``on_alpha_fallback(low, high, alpha_min, alpha_max)`` called when the in-place op runs
     out of place because alpha left its range (default: warn once per alpha shape); SAU passes its own, and
-    ``check_n=False`` for its fixed n, which it checks when built and when loaded."""
+    ``check_n=False`` for its fixed n, which it checks when built and when loaded. ``compile_formula`` overrides
+    :data:`COMPILE_FORMULA_DEVICES` for this call (under torch.compile: trace the formula, or the op)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         got = x.dtype if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f'SAU expects a floating-point tensor, got {got}; convert it first, e.g. x.float()')
@@ -401,6 +416,10 @@ def fused_sau(x, alpha, n, zero_centred, inplace, on_alpha_fallback=None, check_
         raise ValueError(f'SAU has {alpha.numel()} per-channel alphas but the input of shape {tuple(x.shape)} '
                          f'has {x.shape[1] if x.dim() >= 2 else "no"} channels along dim 1; '
                          'set num_parameters to the channel count, or 1 for a shared alpha')
+    if compile_formula is None:
+        compile_formula = x.device.type in COMPILE_FORMULA_DEVICES
+    if compile_formula and torch.compiler.is_compiling():
+        return _formula(x, alpha, n, zero_centred)
     if inplace:
         blocker = _inplace_blocker(x, alpha, zero_centred, alpha_key)
         if blocker is None:

@@ -63,3 +63,36 @@ def test_compiled_conv_bn_sau_net_has_no_copies_around_the_op(tmp_path):
     assert words[3] == '0', line  # no kernel named after the op: no copy into or out of its layout
     assert words[5:7] == ['4', '4'], line  # four forward and four backward calls of the opaque op
     assert "(2048, 1, 128, 8)" in line, line  # it gets inductor's channels_last feature maps as they are
+
+
+def test_compile_can_trace_the_formula_for_inductor_to_fuse(monkeypatch):
+    """sau_core.op.COMPILE_FORMULA_DEVICES (empty by default; tools/gpu_check.py measures whether CUDA wants it):
+    under torch.compile the op becomes its formula, fullgraph=True holds, eager keeps the fused kernels, and the
+    compiled values and gradients pass the op oracle."""
+    from op_cases import CASES, N, check_against_reference, make_grad, make_input
+    from sau_core import op, sau
+    assert op.COMPILE_FORMULA_DEVICES == set()
+    monkeypatch.setattr(op, 'COMPILE_FORMULA_DEVICES', {'cpu'})
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+    shape, channels, make = CASES['nchw_per_channel']
+    for dtype in (torch.float32, torch.bfloat16):
+        torch._dynamo.reset()
+        x = make_input(shape, dtype, 'cpu', make)
+        alpha = torch.linspace(0.05, 0.3, channels)
+        n = torch.tensor(N)
+        compiled = torch.compile(lambda h, a, n: sau(h, a, n), fullgraph=True, backend=backend)
+
+        def run(grad_y):
+            leaf = x.detach().clone().requires_grad_()
+            a = alpha.clone().requires_grad_()
+            y = compiled(leaf, a, n)
+            grad_x, grad_alpha = torch.autograd.grad(y, (leaf, a), grad_y)
+            return y.detach(), grad_x, grad_alpha, None
+        check_against_reference(run, x, alpha, n, make_grad(tuple(x.shape), dtype, 'cpu'))
+    assert graphs and not any('sau_core' in str(node.target) for gm in graphs for node in gm.graph.nodes)
+    eager = sau(x.float().requires_grad_(), alpha, n)  # eager: the op as always
+    assert 'sau_core' in type(eager.grad_fn).__name__

@@ -13,8 +13,8 @@ It writes ``report.md`` and ``report.json`` under --out, with:
 2. the Triton kernels' share of the device-to-device copy bandwidth, forward, forward in place, backward and
    backward from the output (target >= 85 %);
 3. one training step of a conv-BN-activation network, SAU (in place) against ReLU, eager and under torch.compile,
-   where compiled SAU is either the opaque op or the formula (sau_core.reference, which inductor fuses into the
-   BatchNorm kernels);
+   where compiled SAU is either the opaque op or its formula (sau_core.op.COMPILE_FORMULA_DEVICES, which lets
+   inductor fuse it into the BatchNorm kernels): the measurement that chooses that option's default for CUDA;
 4. the device syncs (CUDA's sync debug mode) and host reads (Tensor.item, tolist, ... ) in steady-state training
    steps of that network (target 0); on CPU through the GPU's asynchronous path (sau_core.op.ASYNC_DEVICES).
 
@@ -34,7 +34,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 import torch  # noqa: E402
 
 import sau_core  # noqa: E402
-from sau_core import SAU, op, sau_reference  # noqa: E402
+from sau_core import SAU, op  # noqa: E402
 
 
 def oracle(device, small):
@@ -153,16 +153,16 @@ class Net(torch.nn.Module):
         return self.body(x)
 
 
-class FormulaSAU(torch.nn.Module):
-    """SAU as the formula in PyTorch ops (what inductor can fuse into its neighbours), same parameters."""
+class FormulaSAU(SAU):
+    """SAU whose compiled form is its formula (sau_core.op.COMPILE_FORMULA_DEVICES), which inductor fuses into
+    the neighbouring kernels; eager it is the fused op like SAU."""
 
     def __init__(self, channels):
-        super().__init__()
-        self.alpha = torch.nn.Parameter(torch.full((channels,), 0.15))
-        self.register_buffer('n', torch.tensor(20000.0))
+        super().__init__(num_parameters=channels, inplace=True)
 
     def forward(self, x):
-        return sau_reference(x, self.alpha, self.n)
+        return op.fused_sau(x, self.alpha, self.n, False, True, self._warn_inplace_fallback, check_n=False,
+                            compile_formula=True)
 
 
 ACTS = {'relu': lambda c: torch.nn.ReLU(inplace=True), 'sau': lambda c: SAU(num_parameters=c, inplace=True),
