@@ -52,6 +52,8 @@ def main(argv=None):
     config.check_act_cfgs(cfg)
     from tools.zoo.hooks import add_reliability_hooks
     add_reliability_hooks(cfg)  # stop on NaN/inf loss, atomic checkpoints, random states kept for --resume
+    from tools.zoo.hooks import add_signal_checkpoint_hook
+    add_signal_checkpoint_hook(cfg)  # on Slurm's USR2 (time limit, preemption): save, exit 3, be requeued
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'

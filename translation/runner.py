@@ -149,6 +149,40 @@ def check_fairseq_version(version):
                   'loss on save_checkpoint.best) and that checkpoint_utils loads through torch.load')
 
 
+@contextlib.contextmanager
+def _stop_on_signal(fairseq_train):
+    """USR2 (Slurm: the time limit or a preemption is near; ``tools/zoo/slurm.py``) -> fairseq stops at the next
+    update and saves, through its own stopping rule: ``validate_and_save`` stops when the cumulative training
+    time passes ``optimization.stop_time_hours``, and then validates and writes ``checkpoint_last.pt``
+    (``fairseq_cli/train.py``). The wrapper sets that limit to almost zero once the signal has come; the ranks
+    of a distributed run agree on the update first (one all-reduce of a flag per update). ``train`` then exits
+    with status 3 (``tools.zoo.slurm.EXIT_CHECKPOINTED``): the Slurm job requeues itself and resumes."""
+    from tools.zoo.slurm import CheckpointSignal
+    stop = CheckpointSignal()
+    original = fairseq_train.validate_and_save
+
+    def validate_and_save(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch):
+        if trainer.data_parallel_world_size > 1:
+            from fairseq.distributed import utils as distributed_utils
+            requested = stop.requested(lambda t: distributed_utils.all_reduce(
+                t, group=trainer.data_parallel_process_group))
+        else:
+            requested = stop.requested()
+        if requested:
+            cfg.optimization.stop_time_hours = 1e-9  # any time trained is past it: stop and save now
+        return original(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch)
+
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        stop.install()
+    fairseq_train.validate_and_save = validate_and_save
+    try:
+        yield stop
+    finally:
+        fairseq_train.validate_and_save = original
+        stop.uninstall()
+
+
 # --- training ----------------------------------------------------------------------------------
 def train(cfg, work_dir, seed=None, amp=False, resume=None, trust=False):
     """Train the config's ``fairseq`` section with ``fairseq_cli.train`` into ``work_dir``; returns 0.
@@ -193,8 +227,13 @@ def train(cfg, work_dir, seed=None, amp=False, resume=None, trust=False):
     parser = fairseq_options.get_training_parser()
     namespace = fairseq_options.parse_args_and_arch(parser, input_args=argv)
     with _torch_threads(fs), _log_to(work_dir / 'fairseq_train.log'), _atomic_checkpoint_copies(), \
-            checkpoint_loading(trust):
+            checkpoint_loading(trust), _stop_on_signal(fairseq_train) as stop:
         distributed_utils.call_main(convert_namespace_to_omegaconf(namespace), fairseq_train.main)
+    if stop.received:
+        from tools.zoo.slurm import EXIT_CHECKPOINTED
+        print(f'translation train stopped on {stop.received}: checkpoint_last.pt saved in {work_dir}; exiting with '
+              f'status {EXIT_CHECKPOINTED} to be requeued', flush=True)
+        raise SystemExit(EXIT_CHECKPOINTED)
     best = getattr(checkpoint_utils.save_checkpoint, 'best', None)
     print(f'translation train done: activation {options["activation_fn"]}, best valid loss '
           f'{best if best is None else round(best, 3)}, checkpoints in {work_dir}', flush=True)
