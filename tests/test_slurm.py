@@ -484,9 +484,13 @@ def test_a_run_past_its_time_limit_requeues_resumes_and_completes(cluster, tiny_
     marker = json.load(open(osp.join(run_dir, zs.STATE_FILE)))
     assert marker['state'] == 'done' and marker['requeues'] >= 1
     log = open(osp.join(run_dir, 'train.log')).read()
-    # one command per attempt; an attempt signalled before its first checkpoint leaves nothing to resume from
-    assert log.count('$ ') == marker['requeues'] + 1
+    # one training command per attempt that trained (a signal during evaluation requeues evaluation only); each
+    # checkpoint saved on the signal is the one the next attempt resumes from
+    assert 2 <= log.count('$ ') <= marker['requeues'] + 1
     assert 1 <= log.count('--resume') <= marker['requeues']
+    saved = re.findall(r'SignalCheckpointHook: SIGUSR2: checkpoint saved after epoch (\d+)', log)
+    resumed = re.findall(r'resumed epoch: (\d+), iter', log)
+    assert saved and resumed[:len(saved)] == saved
     assert f'Epoch(train) [{epochs}]' in log and osp.isfile(osp.join(run_dir, f'epoch_{epochs}.pth'))
     assert 'mIoU' in run_metrics(work_dir, 'sau', 0)
 
