@@ -23,8 +23,6 @@ import torch
 from PIL import Image
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 onnxruntime = pytest.importorskip('onnxruntime')
 onnxscript = pytest.importorskip('onnxscript')

@@ -23,8 +23,6 @@ import pytest
 from PIL import Image
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 from tools import infer  # noqa: E402
 from tools.data import make_tiny_cityscapes, make_tiny_voc  # noqa: E402

@@ -34,7 +34,7 @@ EPOCHS = 3
 HOOKS = ['default_hooks.checkpoint.type=tools.zoo.hooks.AtomicCheckpointHook',
          'default_hooks.finite_loss.type=tools.zoo.hooks.FiniteLossHook',
          'default_hooks.random_state.type=tools.zoo.hooks.RandomStateHook']
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD': '1'}
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 
 # tools/train.py with os.fsync replaced: the process SIGKILLs itself when it fsyncs the temporary file of
 # the checkpoint named in argv[1], i.e. with the new checkpoint fully written but not yet renamed.

@@ -438,15 +438,16 @@ def test_sau_alphas_are_trained(trained):
 
 def test_save_reload_evaluate_gives_the_same_numbers(trained, tiny_root, tmp_path, monkeypatch):
     from mmengine.runner import Runner
-    # mmengine 0.10.7 calls torch.load without weights_only, which torch >= 2.6 defaults to True and its
-    # checkpoints (message hub, numpy scalars) do not pass; these files are our own.
-    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+
+    from tools.zoo.io import checkpoint_loading, read_checkpoint
+    # MMEngine's own load, weights_only=True with the zoo's allow-list (message hub, numpy scalars)
     ckpt = osp.join(trained['work_dir'], 'epoch_30.pth')
     assert osp.isfile(ckpt)
     runner = Runner.from_cfg(tiny_cfg(tiny_root, tmp_path, load_from=ckpt))
-    metrics = runner.test()
+    with checkpoint_loading():
+        metrics = runner.test()
     assert metrics == pytest.approx(trained['metrics'], nan_ok=True)
-    state = torch.load(ckpt, map_location='cpu')['state_dict']
+    state = read_checkpoint(ckpt)['state_dict']
     assert any(k.endswith('activate.alpha') for k in state)
 
 
@@ -462,7 +463,6 @@ def test_train_tool_reports_a_missing_dataset_in_one_line(tmp_path):
 
 
 def test_eval_tool_writes_the_metrics_with_per_class_iou(trained, tiny_root, tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # see test_save_reload_evaluate_...
     from tools import eval as eval_tool
     out = str(tmp_path / 'metrics.json')
     roots = [f'{k}.dataset.data_root={tiny_root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]

@@ -306,7 +306,8 @@ def test_sau_checkpoint_without_plugin_says_add_user_dir(data, trained, tmp_path
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert '--activation-fn sau not supported' in proc.stderr
-    assert '--user-dir translation' in proc.stderr
+    assert '--user-dir translation' in proc.stderr  # from the checkout's root
+    assert '--user-dir <the sau-zoo checkout>/translation' in proc.stderr and 'import translation' in proc.stderr
 
 
 # --- the fairseq build -------------------------------------------------------------------------

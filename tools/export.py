@@ -43,8 +43,6 @@ import sys
 import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # `python tools/export.py` puts tools/ first on the path, not the repository
-    sys.path.insert(0, REPO_ROOT)
 
 from tools import infer  # noqa: E402  (the model loading and checks are shared with tools/infer.py)
 

@@ -34,8 +34,6 @@ import sys
 from typing import Any, NamedTuple
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # `python tools/infer.py` puts tools/ first on the path, not the repository
-    sys.path.insert(0, REPO_ROOT)
 
 from tools.zoo.config import check_cfg_options, check_config_kind, framework_errors, load_config  # noqa: E402
 from tools.zoo.data_checks import image_file_problem  # noqa: E402
