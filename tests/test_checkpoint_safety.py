@@ -452,6 +452,10 @@ def test_mmengine_guards_fire_on_another_mmengine(monkeypatch):
     with pytest.raises(RuntimeError, match=_guard('AtomicCheckpointHook._save_checkpoint_with_step', 'mmengine',
                                                   '0.10.7', OTHER, 'CheckpointHook._save_checkpoint_with_step')):
         AtomicCheckpointHook().before_train(None)
+    from tools.zoo.hooks import SignalCheckpointHook
+    with pytest.raises(RuntimeError, match=_guard('SignalCheckpointHook._save_and_exit', 'mmengine', '0.10.7',
+                                                  OTHER, "CheckpointHook's private _save_checkpoint")):
+        SignalCheckpointHook().before_train(None)
     with pytest.raises(RuntimeError, match=_guard('framework_errors', 'mmengine', '0.10.7', OTHER,
                                                   'build_from_cfg')):
         with config.framework_errors():

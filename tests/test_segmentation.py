@@ -451,6 +451,21 @@ def test_save_reload_evaluate_gives_the_same_numbers(trained, tiny_root, tmp_pat
     assert any(k.endswith('activate.alpha') for k in state)
 
 
+def test_train_tool_names_every_sau_layer_for_its_warnings(tiny_root, tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+
+    import sau_core
+    from tools import train
+    seen = {}
+    monkeypatch.setattr(Runner, 'train', lambda runner: seen.update(
+        (m.layer_name, m.alpha.numel()) for m in runner.model.modules() if isinstance(m, sau_core.SAU)))
+    roots = [f'{k}.dataset.data_root={tiny_root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    monkeypatch.setattr(train, 'train_summary', lambda runner, cfg: '')
+    assert train.main([SAU_TINY, '--work-dir', str(tmp_path), '--cfg-options', *roots]) == 0
+    assert len(seen) == 24 and all(name.endswith('.activate') for name in seen), sorted(seen)
+    assert 'backbone.encoder.0.0.convs.0.activate' in seen
+
+
 def test_train_tool_reports_a_missing_dataset_in_one_line(tmp_path):
     tool = osp.join(REPO, 'tools', 'train.py')
     proc = subprocess.run(

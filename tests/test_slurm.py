@@ -23,9 +23,6 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TESTS = osp.join(REPO, 'tests')
-for path in (REPO, TESTS):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 import slurm_cluster  # noqa: E402
 from tools.zoo import slurm as zs  # noqa: E402

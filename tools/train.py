@@ -14,6 +14,8 @@ from tools.zoo import data_checks, dist
 from tools.zoo.errors import InputError, run_main
 from tools.zoo.io import TRUST_FLAG, check_trust, checkpoint_loading, read_checkpoint
 
+from sau_core import name_sau_layers
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model of the SAU zoo')
@@ -82,6 +84,7 @@ def main(argv=None):
     from mmengine.runner import Runner
     with config.framework_errors(), data_checks.dataset_errors(cfg, loaders), checkpoint_loading(trust):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        name_sau_layers(getattr(runner.model, 'module', runner.model))  # SAU's warnings name their layer
         runner.train()
     if runner.rank == 0:
         print(train_summary(runner, cfg), flush=True)

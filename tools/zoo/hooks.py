@@ -237,7 +237,14 @@ class SignalCheckpointHook(Hook):
     def before_train(self, runner):
         import threading
 
+        import mmengine
+
+        from tools.zoo.errors import check_version
         from tools.zoo.slurm import CheckpointSignal
+        check_version('mmengine', mmengine.__version__, AtomicCheckpointHook.MMENGINE_VERSION,
+                      'tools.zoo.hooks.SignalCheckpointHook._save_and_exit',
+                      "mmengine/hooks/checkpoint_hook.py CheckpointHook's private _save_checkpoint and its "
+                      "file_backend / filename_tmpl / last_ckpt attributes, which it calls and reads")
         if threading.current_thread() is threading.main_thread():
             self._signal = CheckpointSignal().install()
 
@@ -290,6 +297,5 @@ def add_signal_checkpoint_hook(cfg):
     return cfg
 
 
-__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'FiniteLossHook', 'RandomStateHook',
-           'add_reliability_hooks']
-__all__ += ['SignalCheckpointHook', 'add_signal_checkpoint_hook']
+__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'FiniteLossHook', 'RandomStateHook', 'SignalCheckpointHook',
+           'add_reliability_hooks', 'add_signal_checkpoint_hook']
