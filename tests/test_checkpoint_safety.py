@@ -250,6 +250,18 @@ def test_trust_checkpoint_unpickles_a_local_file_and_publish_writes_a_safe_one(t
     assert published['meta'] == {'epoch': 1, 'note': None} and set(published) == {'meta', 'state_dict'}
 
 
+def test_plot_alphas_trusts_a_local_file_only_with_the_flag(evil, tmp_path, capsys):
+    from tools import plot
+    path, marker = evil
+    assert run_main(plot.main, ['alphas', str(path), str(tmp_path / 'a.png')]) == 1
+    assert capsys.readouterr().err.strip() == refusal_line(path) and not marker.exists()
+    # vouched for: unpickled (the payload runs), and then it holds no SAU alpha to plot
+    assert run_main(plot.main, ['alphas', str(path), str(tmp_path / 'a.png'), TRUST]) == 1
+    assert marker.exists()
+    assert capsys.readouterr().err.strip() == f'error: {path} has no SAU alphas (no state_dict key ends in ".alpha"): ' \
+        'was it trained with another activation?'
+
+
 def test_publish_refuses_to_write_a_file_that_would_need_a_full_unpickle(tmp_path):
     from tools import publish_checkpoint
     torch.save({'state_dict': {'w': torch.ones(1)}, 'meta': {'when': types.SimpleNamespace(a=1)}},

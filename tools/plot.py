@@ -30,7 +30,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tools.zoo.errors import InputError, run_main  # noqa: E402
-from tools.zoo.io import read_checkpoint  # noqa: E402
+from tools.zoo.io import TRUST_FLAG, read_checkpoint  # noqa: E402
 
 SAU_ALPHAS = (0.0, 0.15, 0.5)
 SAU_NS = (1.0, 4.0, 20000.0)
@@ -82,9 +82,9 @@ def plot_activations(out, alphas=SAU_ALPHAS, ns=SAU_NS, lo=-3.0, hi=3.0):
 
 # ---------------------------------------------------------------- learned alphas
 
-def checkpoint_alphas(path):
+def checkpoint_alphas(path, trust=False):
     """``[(key, tensor)]`` of every state_dict entry ending in ``.alpha``, in the checkpoint's order."""
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, trust=trust)
     state = ckpt
     if isinstance(ckpt, dict):
         state = ckpt.get('state_dict', ckpt.get('model', ckpt))
@@ -98,8 +98,8 @@ def checkpoint_alphas(path):
     return alphas
 
 
-def plot_alphas(checkpoint, out, init=0.15):
-    alphas = checkpoint_alphas(checkpoint)
+def plot_alphas(checkpoint, out, init=0.15, trust=False):
+    alphas = checkpoint_alphas(checkpoint, trust)
     means = [float(v.mean()) for _, v in alphas]
     low = [m - float(v.min()) for m, (_, v) in zip(means, alphas)]
     high = [float(v.max()) - m for m, (_, v) in zip(means, alphas)]
@@ -281,6 +281,8 @@ def main(argv=None):
     p = sub.add_parser('alphas', help='the learned SAU alpha per layer of a checkpoint')
     p.add_argument('checkpoint')
     p.add_argument('out', help='PNG file')
+    p.add_argument(TRUST_FLAG, action='store_true',
+                   help='fully unpickle a local checkpoint you vouch for (default: weights_only=True)')
     p = sub.add_parser('curves', help='training loss (and validation) per activation of a tools/sweep.py folder')
     p.add_argument('sweep_dir')
     p.add_argument('out', help='PNG file')
@@ -299,7 +301,7 @@ def main(argv=None):
             raise InputError('--ns: n must be > 0')
         plot_activations(args.out, alphas, ns)
     elif args.what == 'alphas':
-        plot_alphas(args.checkpoint, args.out)
+        plot_alphas(args.checkpoint, args.out, trust=args.trust_checkpoint)
     elif args.what == 'bands':
         plot_bands(args.analyses, args.out)
     else:
