@@ -15,6 +15,17 @@ from tools.zoo import stats
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    """The tiny segmentation and translation data under data/, made as ``make demo`` makes them (idempotent):
+    the tools below read the configs' own data paths, which a fresh clone does not have yet."""
+    from tools.zoo.tasks import TASKS, run_tool
+    logs = tmp_path_factory.mktemp('tiny_data')
+    for name in ('segmentation', 'translation'):
+        for i, command in enumerate(TASKS[name].prepare):
+            run_tool(command, str(logs / f'{name}_prepare{i}.log'))
 N = 20000.0
 
 
@@ -155,7 +166,7 @@ def test_zero_centred_sau_is_leaky_relu_at_zero():
 
 # ---------------------------------------------------------------- the tool on a released checkpoint
 
-def test_analyze_released_segmentation_checkpoint(tmp_path):
+def test_analyze_released_segmentation_checkpoint(tmp_path, tiny_data):
     ckpt = 'checkpoints/unet-w8_sau_tiny-cityscapes_20261123-089ade5b.pth'
     out = tmp_path / 'an'
     proc = subprocess.run([sys.executable, 'tools/analyze_activations.py',
@@ -207,7 +218,7 @@ def test_plot_bands_draws_one_or_more_analyses(tmp_path):
         plot.plot_bands([str(tmp_path / 'missing')], out)
 
 
-def test_analyze_refuses_a_model_without_sau(tmp_path):
+def test_analyze_refuses_a_model_without_sau(tmp_path, tiny_data):
     proc = subprocess.run([sys.executable, 'tools/analyze_activations.py',
                            'segmentation/configs/unet-w8_sau_tiny-cityscapes.py', '--act', 'relu',
                            '--out-dir', str(tmp_path)], cwd=REPO, env=ENV, capture_output=True, text=True,
@@ -380,9 +391,10 @@ def tool(*args, timeout=600):
                           timeout=timeout)
 
 
-def test_per_channel_sau_trains_and_evaluates_through_the_tools(tmp_path):
+def test_per_channel_sau_trains_and_evaluates_through_the_tools(tmp_path, tiny_data):
     """tools/train.py then tools/eval.py (a strict checkpoint load) with --act sau_per_channel: segmentation
-    for one epoch, translation for 5 updates; the checkpoints hold one alpha per channel."""
+    for one epoch, translation for 5 updates (greedy, short generation); the checkpoints hold one alpha per
+    channel."""
     seg = str(tmp_path / 'seg')
     config = 'segmentation/configs/unet-w8_sau_tiny-cityscapes.py'
     proc = tool('tools/train.py', config, '--act', 'sau_per_channel', '--work-dir', seg,
@@ -402,8 +414,10 @@ def test_per_channel_sau_trains_and_evaluates_through_the_tools(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     state = torch.load(osp.join(tr, 'checkpoint_last.pt'), map_location='cpu', weights_only=False)['model']
     assert state['encoder.layers.0.activation_fn.alpha'].shape == (256,)  # encoder_ffn_embed_dim
+    # greedy and short: an untrained model's beam search runs to the length limit on every sentence
     proc = tool('tools/eval.py', config, osp.join(tr, 'checkpoint_last.pt'), '--act', 'sau_per_channel',
-                '--out', str(tmp_path / 'tr.json'))
+                '--out', str(tmp_path / 'tr.json'), '--cfg-options', 'fairseq.generate.beam=1',
+                'fairseq.generate.max_len_b=10')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'sacrebleu' in json.loads((tmp_path / 'tr.json').read_text())
 
