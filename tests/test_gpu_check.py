@@ -14,7 +14,8 @@ def test_gpu_check_runs_on_cpu_under_the_interpreter(tmp_path):
     for name in ('mmcv', 'mmengine', 'mmdet', 'mmseg', 'fairseq'):  # importing any of them fails
         (blocker / f'{name}.py').write_text(f'raise ImportError("gpu_check must not import {name}")\n')
     env = dict(os.environ, TRITON_INTERPRET='1',
-               PYTHONPATH=os.pathsep.join([str(blocker), os.environ.get('PYTHONPATH', '')]))
+               PYTHONPATH=os.pathsep.join([str(blocker), REPO, os.path.join(REPO, 'tests'),
+                                           os.environ.get('PYTHONPATH', '')]))
     out = tmp_path / 'report'
     proc = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'gpu_check.py'), '--device', 'cpu', '--small',
                            '--no-compile', '--rounds', '1', '--out', str(out)],
@@ -33,8 +34,17 @@ def test_gpu_check_runs_on_cpu_under_the_interpreter(tmp_path):
         assert section in text
 
 
+def test_gpu_check_says_how_to_run_it_without_its_path(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'gpu_check.py'), '--out', str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith('error: No module named')
+    assert 'PYTHONPATH=.:tests python tools/gpu_check.py' in proc.stderr
+
+
 def test_gpu_check_refuses_cpu_without_the_interpreter(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    env['PYTHONPATH'] = os.pathsep.join([REPO, os.path.join(REPO, 'tests')])
     proc = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'gpu_check.py'), '--device', 'cpu',
                            '--out', str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and 'TRITON_INTERPRET=1' in proc.stderr

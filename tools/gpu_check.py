@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """One prepared GPU check of the SAU op, needing only torch and triton (no MMCV, MMEngine or fairseq).
 
-    python tools/gpu_check.py --out gpu_check            # on the GPU machine, a few minutes
-    TRITON_INTERPRET=1 python tools/gpu_check.py --device cpu --small --no-compile --out /tmp/g   # CPU smoke test
+    PYTHONPATH=.:tests python tools/gpu_check.py --out gpu_check     # on the GPU machine, a few minutes
+    PYTHONPATH=.:tests TRITON_INTERPRET=1 python tools/gpu_check.py --device cpu --small --no-compile --out /tmp/g
+
+(from the repository root: it runs outside the zoo's venv, where only torch and triton are installed, so the
+checkout (sau_core) and tests/ (the op oracle, tests/op_cases.py) come from PYTHONPATH.)
 
 It writes ``report.md`` and ``report.json`` under --out, with:
 
@@ -28,13 +31,14 @@ import sys
 import time
 import warnings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
+import torch
 
-import torch  # noqa: E402
-
-import sau_core  # noqa: E402
-from sau_core import SAU, op  # noqa: E402
+try:
+    import op_cases  # noqa: F401  (tests/op_cases.py: the oracle)
+    import sau_core
+    from sau_core import SAU, op
+except ImportError as e:
+    sys.exit(f'error: {e}; run from the repository root as PYTHONPATH=.:tests python tools/gpu_check.py ...')
 
 
 def oracle(device, small):
