@@ -91,40 +91,7 @@ def refusal_line(path):
 
 # ---------------------------------------------------------------- entry points (in this process, as run_main runs them)
 
-def _managed_classes(cls=None):
-    from mmengine.utils import ManagerMixin
-    cls = cls or ManagerMixin
-    found = [cls] if '_instance_dict' in vars(cls) else []
-    for sub in cls.__subclasses__():
-        found += _managed_classes(sub)
-    return found
-
-
-@pytest.fixture(autouse=True)
-def _mmengine_globals_restored():
-    """The Runners made here leave MMEngine's global instances (logger, visualizer, message hub) behind; drop
-    them, as tests/test_bad_input.py does, so later tests see the process as before."""
-    before = {cls: set(cls._instance_dict) for cls in _managed_classes()}
-    yield
-    for cls in _managed_classes():
-        for name in [n for n in cls._instance_dict if n not in before.get(cls, ())]:
-            instance = cls._instance_dict.pop(name)
-            for handler in list(getattr(instance, 'handlers', [])):
-                instance.removeHandler(handler)
-                handler.close()
-
-
-def one_error_line(rc, err):
-    assert 'Traceback' not in err, err[-3000:]
-    errors = [line for line in err.splitlines() if line.startswith('error:')]
-    assert rc == 1 and len(errors) == 1, (rc, err[-3000:])
-    return errors[0]
-
-
-def cli(tool, argv, capsys):
-    capsys.readouterr()
-    rc = run_main(tool.main, [str(a) for a in argv])
-    return one_error_line(rc, capsys.readouterr().err)
+from cli_cases import cli, mmengine_globals_restored, one_error_line  # noqa: E402,F401 (an autouse fixture)
 
 
 def script(*argv, cwd=REPO, timeout=300):
