@@ -116,8 +116,11 @@ def test_act_option_replaces_every_activation(name):
     expected = MODELS.get(sau_core.act_cfg(name)['type'])
     acts = [m for m in model.modules() if type(m) is expected]
     assert len(acts) == NUM_ACTS
-    if name != 'sau':
+    if not issubclass(expected, sau_core.SAU):  # a baseline leaves no SAU behind; SAU's ablations are SAUs
         assert count(model, sau_core.SAU) == 0
+    for key, value in sau_core.act_cfg(name).items():  # e.g. sau_n2's n, prelu_shared_0.15's init
+        if key != 'type' and hasattr(acts[0], key):
+            assert all(float(getattr(m, key)) == value for m in acts), key
     if name == 'leaky_relu':
         assert all(m.negative_slope == 0.01 for m in acts)
 

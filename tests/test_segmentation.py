@@ -38,7 +38,7 @@ from mmseg.structures import SegDataSample  # noqa: E402
 from tools.data import make_tiny_cityscapes, prepare_cityscapes  # noqa: E402
 
 CLASSES = CityscapesDataset.METAINFO['classes']
-ACT_TYPES = {'ReLU', 'SiLU', 'LeakyReLU', 'ELU', 'Softplus', 'GELU', 'PReLU', 'ReLU6', 'SAU'}
+ACT_TYPES = {'ReLU', 'SiLU', 'LeakyReLU', 'ELU', 'Softplus', 'GELU', 'PReLU', 'ReLU6', 'SAU', 'PerChannelSAU'}
 LEAF_CONFIGS = sorted(f for f in os.listdir(CONFIGS) if f.endswith('.py'))
 
 
