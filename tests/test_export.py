@@ -364,6 +364,7 @@ def test_export_cli_writes_checked_files(tmp_path, capsys):
     config, checkpoint = CHECKPOINTS['segmentation']
     out = tmp_path / 'unet.onnx'
     assert export.main([osp.join(REPO, config), osp.join(REPO, checkpoint), '--out', str(out)]) == 0
+    assert torch.is_grad_enabled()  # the tool's no_grad ends with it: later code in this process still trains
     printed = capsys.readouterr().out
     assert f'wrote {out}' in printed and 'check seg_logits: max abs error' in printed
     import onnx

@@ -378,11 +378,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    with torch.no_grad():  # tracing and checking need no autograd; a caller in this process keeps its own mode
+        return export_models(args)
+
+
+def export_models(args):
+    """Export, and check, every graph of the model ``args`` names; 0 when each is faithful."""
     if args.batch < 2:  # torch.export specialises a dimension traced at size 1 to a constant
         raise infer.InputError(f'--batch must be at least 2 (the traced batch; the exported one is dynamic), '
                                f'got {args.batch}')
     infer.quiet_frameworks()
-    torch.set_grad_enabled(False)
     loaded = infer.load_model(args.config, args.checkpoint, device='cpu', trust=args.trust_checkpoint)
     faithful = True
     if args.input_size and (min(args.input_size) < 1 or loaded.task == 'translation'):
