@@ -464,8 +464,9 @@ def test_a_failing_run_is_reported_with_its_error_line_while_the_others_finish(c
     assert 'relu' not in results['runs'] and results['missing'] == {'relu': [0]}
 
 
-#: case 5 on a real task is timing-sensitive: it passed on its own, and failed once in the final full run of the
-#: slow cases on a 2-core machine at load 5-8; until it is made robust it runs only when asked for
+#: case 5 on a real task depends on the machine's speed: it passed on its own, and in the final run of the slow
+#: cases its training finished inside the 1-minute limit (0 requeues); until its run outlasts the limit on any
+#: machine it runs only when asked for
 TIME_LIMIT_ON_A_TASK = pytest.mark.skipif(
     os.environ.get('SAU_ZOO_SLURM_TESTS') != 'all',
     reason='case 5 on a real task (timing-sensitive under load): run with SAU_ZOO_SLURM_TESTS=all; the same '
