@@ -306,3 +306,27 @@ def op_path(x, alpha, n, zero_centred=False, inplace=False):
         grad_x, grad_alpha, grad_n = torch.autograd.grad(y, (leaf, alpha, n), grad_y)
         return y.detach(), grad_x, grad_alpha, grad_n
     return run
+
+
+def run_tests_under_isa(isa, pytest_args, timeout=900):
+    """Run ``pytest pytest_args`` in a subprocess with the CPU kernels' ``isa`` build (``SAU_CORE_CPU_ISA``);
+    skips when it is the build this process runs or one this CPU cannot run. Asserts that every selected test
+    passed and none was skipped."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+    from sau_core.kernels import cpu
+    if isa == cpu.isa():
+        pytest.skip(f'{isa} is the build this process runs')
+    env = dict(os.environ, SAU_CORE_CPU_ISA=isa)
+    probe = subprocess.run([sys.executable, '-c', 'from sau_core.kernels import cpu; print(cpu.isa())'],
+                           env=env, capture_output=True, text=True)
+    if 'this CPU lacks' in probe.stderr:
+        pytest.skip(f'this CPU cannot run the {isa} build')
+    assert probe.stdout.strip() == isa, probe.stderr[-2000:]
+    proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *pytest_args],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert ' passed' in proc.stdout.strip().splitlines()[-1] and 'skipped' not in proc.stdout.splitlines()[-1]

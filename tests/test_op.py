@@ -1,14 +1,12 @@
 """The fused SAU op against the reference formula: values, gradients, layouts, dtypes, special values."""
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from op_cases import (CASES, N, NS, TOLERANCES, alpha_sets, check_against_reference, make_grad, make_input, op_path,
-                      param_dtype)
+                      param_dtype, run_tests_under_isa)
 from sau_core import SAU, sau, sau_reference
 from sau_core.op import dense_layout
 
@@ -211,20 +209,8 @@ def test_dense_layout_views_without_copies():
 @pytest.mark.parametrize('isa', ['avx512', 'avx2', 'generic'])
 def test_every_cpu_build_of_the_kernels_matches_the_reference(isa):
     """The tests above run the build this CPU picks; each other build runs them in a subprocess."""
-    from sau_core.kernels import cpu
-    if isa == cpu.isa():
-        pytest.skip(f'{isa} is the build this process runs')
-    env = dict(os.environ, SAU_CORE_CPU_ISA=isa)
-    probe = subprocess.run([sys.executable, '-c', 'from sau_core.kernels import cpu; print(cpu.isa())'],
-                           env=env, capture_output=True, text=True)
-    if 'this CPU lacks' in probe.stderr:
-        pytest.skip(f'this CPU cannot run the {isa} build')
-    assert probe.stdout.strip() == isa, probe.stderr[-2000:]
     tests = os.path.dirname(os.path.abspath(__file__))
-    proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
-                           '(match_reference or matches_reference or smooth_band or inplace_special or special_values '
-                           'or deterministic or gradcheck) and not every_cpu_build',
-                           os.path.join(tests, 'test_op.py'), os.path.join(tests, 'test_op_inplace.py')],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert ' passed' in proc.stdout.strip().splitlines()[-1] and 'skipped' not in proc.stdout.splitlines()[-1]
+    run_tests_under_isa(isa, ['-k', '(match_reference or matches_reference or smooth_band or inplace_special or '
+                              'special_values or deterministic or gradcheck) and not every_cpu_build',
+                              os.path.join(tests, 'test_op.py'), os.path.join(tests, 'test_op_inplace.py')],
+                        timeout=600)

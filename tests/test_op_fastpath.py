@@ -8,14 +8,13 @@ where nearly every vector takes the fast path; each CPU build runs this file in 
 import math
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import sau_core
-from op_cases import CASES, NS, TOLERANCES, alpha_sets, check_against_reference, make_grad, make_input, param_dtype
+from op_cases import (CASES, NS, TOLERANCES, alpha_sets, check_against_reference, make_grad, make_input, param_dtype,
+                      run_tests_under_isa)
 from sau_core import sau
 
 HEADER = os.path.join(os.path.dirname(sau_core.__file__), 'csrc', 'sau_cpu_kernel_impl.h')
@@ -116,17 +115,4 @@ def test_the_band_keeps_skipped_terms_below_half_an_ulp():
 
 @pytest.mark.parametrize('isa', ['avx512', 'avx2', 'generic'])
 def test_every_cpu_build_takes_the_fast_path_correctly(isa):
-    from sau_core.kernels import cpu
-    if isa == cpu.isa():
-        pytest.skip(f'{isa} is the build this process runs')
-    env = dict(os.environ, SAU_CORE_CPU_ISA=isa)
-    probe = subprocess.run([sys.executable, '-c', 'from sau_core.kernels import cpu; print(cpu.isa())'],
-                           env=env, capture_output=True, text=True)
-    if 'this CPU lacks' in probe.stderr:
-        pytest.skip(f'this CPU cannot run the {isa} build')
-    assert probe.stdout.strip() == isa, probe.stderr[-2000:]
-    proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
-                           'not every_cpu_build', os.path.abspath(__file__)],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert ' passed' in proc.stdout.strip().splitlines()[-1] and 'skipped' not in proc.stdout.splitlines()[-1]
+    run_tests_under_isa(isa, ['-k', 'not every_cpu_build', os.path.abspath(__file__)])
