@@ -37,6 +37,7 @@ What is exported, per task:
 """
 import argparse
 import json
+import logging
 import os
 import os.path as osp
 import sys
@@ -45,6 +46,7 @@ import time
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 from tools import infer  # noqa: E402  (the model loading and checks are shared with tools/infer.py)
+from tools.zoo.errors import quieted  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -289,7 +291,6 @@ def export_graph(graph, path, batch=2):
     """Trace ``graph`` at ``batch`` and write ``path`` (weights inside the file); returns ``path``."""
     import sau_core.onnx
 
-    quiet_exporter()
     model, inputs, dynamic_shapes = graph.module, graph.make_inputs(batch), graph.dynamic_shapes
     if graph.strict:
         # fairseq's positional embeddings read the input's shape as a tensor (torch.onnx.operators.shape_as_tensor),
@@ -307,14 +308,13 @@ def export_graph(graph, path, batch=2):
 
 
 def quiet_exporter():
-    """The exporter's passes log every step at INFO (fairseq's import sets the root logger to INFO)."""
-    import logging
-    import warnings
-    logging.getLogger('onnx_ir').setLevel(logging.WARNING)
-    logging.getLogger('onnxscript').setLevel(logging.ERROR)  # 'Skipping constant folding for op Split ...'
-    warnings.filterwarnings('ignore', message='.*side effects happened in the model.forward')
-    warnings.filterwarnings('ignore', message='.*will not be used, since it shares the same shape constraints')
-    warnings.filterwarnings('ignore', message='Support for mismatched key_padding_mask and attn_mask')
+    """The exporter's passes log every step at INFO (fairseq's import sets the root logger to INFO); for the
+    block this returns, the caller's settings come back after."""
+    return quieted({'onnx_ir': logging.WARNING,
+                    'onnxscript': logging.ERROR},  # 'Skipping constant folding for op Split ...'
+                   [dict(message='.*side effects happened in the model.forward'),
+                    dict(message='.*will not be used, since it shares the same shape constraints'),
+                    dict(message='Support for mismatched key_padding_mask and attn_mask')])
 
 
 def ort_session(path):
@@ -378,7 +378,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    with torch.no_grad():  # tracing and checking need no autograd; a caller in this process keeps its own mode
+    # tracing and checking need no autograd; a caller in this process keeps its own mode and logging
+    with torch.no_grad(), infer.quiet_frameworks(), quiet_exporter():
         return export_models(args)
 
 
@@ -387,7 +388,6 @@ def export_models(args):
     if args.batch < 2:  # torch.export specialises a dimension traced at size 1 to a constant
         raise infer.InputError(f'--batch must be at least 2 (the traced batch; the exported one is dynamic), '
                                f'got {args.batch}')
-    infer.quiet_frameworks()
     loaded = infer.load_model(args.config, args.checkpoint, device='cpu', trust=args.trust_checkpoint)
     faithful = True
     if args.input_size and (min(args.input_size) < 1 or loaded.task == 'translation'):

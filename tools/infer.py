@@ -28,6 +28,7 @@ load is ``weights_only=True`` (``--trust-checkpoint`` for a local file that need
 """
 import argparse
 import json
+import logging
 import os
 import os.path as osp
 import sys
@@ -37,7 +38,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 from tools.zoo.config import check_cfg_options, check_config_kind, framework_errors, load_config  # noqa: E402
 from tools.zoo.data_checks import image_file_problem  # noqa: E402
-from tools.zoo.errors import InputError, run_main  # noqa: E402
+from tools.zoo.errors import InputError, quieted, run_main  # noqa: E402
 from tools.zoo.io import (TRUST_FLAG, check_checkpoint_matches, checkpoint_loading, fetch_checkpoint,  # noqa: E402
                           read_checkpoint)
 
@@ -411,23 +412,26 @@ def parse_args(argv=None):
 
 def quiet_frameworks():
     """fairseq's hub logs its whole configuration at INFO, mmengine warns about pkg_resources: keep the
-    tool's output to its results."""
-    import logging
-    import warnings
-    for name in ('fairseq', 'fairseq_cli'):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings('ignore', category=FutureWarning)
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    warnings.filterwarnings('ignore', message=".*'pin_memory' argument is set as true")
-    # the inferencers write their pictures themselves, not through the config's LocalVisBackend
-    warnings.filterwarnings('ignore', message='Failed to add .*LocalVisBackend')
-    warnings.filterwarnings('ignore', message='``build_loss`` would be deprecated')  # mmseg's own heads
-    warnings.filterwarnings('ignore', message='Default ``avg_non_ignore`` is False')  # a training-only setting
+    tool's output to its results (for the block this returns; the caller's settings come back after)."""
+    return quieted({'fairseq': logging.WARNING, 'fairseq_cli': logging.WARNING}, [
+        dict(category=FutureWarning),
+        dict(message='pkg_resources is deprecated'),
+        dict(message=".*'pin_memory' argument is set as true"),
+        # the inferencers write their pictures themselves, not through the config's LocalVisBackend
+        dict(message='Failed to add .*LocalVisBackend'),
+        dict(message='``build_loss`` would be deprecated'),  # mmseg's own heads
+        dict(message='Default ``avg_non_ignore`` is False'),  # a training-only setting
+    ])
 
 
 def main(argv=None):
     args = parse_args(argv)
-    quiet_frameworks()
+    with quiet_frameworks():
+        return run_inference(args)
+
+
+def run_inference(args):
+    """Run the model ``args`` names on its inputs; 0 when done."""
     cfg, task, checkpoint = resolve(args.config, args.checkpoint, args.cfg_options, args.trust_checkpoint)
     args.device = resolve_device(args.device)
     if not 0 <= args.score_thr <= 1:

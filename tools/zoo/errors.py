@@ -2,9 +2,13 @@
 
 Every entry point ends in ``sys.exit(run_main(main))``: bad input becomes one ``error: ...`` line on stderr and
 exit status 1; anything else keeps its traceback (a bug to fix, not an input). :func:`check_version` is the
-guard beside every patch of another library's private code.
+guard beside every patch of another library's private code; :func:`quieted` keeps a tool's output to its
+results without changing the caller's logging or warnings.
 """
+import contextlib
+import logging
 import sys
+import warnings
 
 _MMCV_DECODE = 'failed to load image: '  # MMCV's LoadImageFromFile: the decoder returned None
 
@@ -21,6 +25,24 @@ class InputError(ValueError):
         super().__init__(message)
         self.details = details
         self.path = path
+
+
+@contextlib.contextmanager
+def quieted(levels, ignored_warnings=()):
+    """Within the block, set each named logger to its level and ignore each warning (``filterwarnings``
+    keyword arguments); afterwards put both back. A tool's ``main`` called in-process (a test, a notebook, a
+    sweep) must not leave, say, fairseq's loggers at WARNING for the caller's next training run."""
+    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in levels}
+    with warnings.catch_warnings():
+        for filters in ignored_warnings:
+            warnings.filterwarnings('ignore', **filters)
+        for logger in loggers:
+            logger.setLevel(levels[logger.name])
+        try:
+            yield
+        finally:
+            for logger, level in loggers.items():
+                logger.setLevel(level)
 
 
 def run_main(main, argv=None):
