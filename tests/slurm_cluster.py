@@ -105,12 +105,20 @@ SchedulerParameters=bf_interval=1,sched_min_interval=100000
 MaxArraySize=10001
 PlugStackConfig={root}/plugstack.conf
 NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
-PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+# preemption as clusters with a scavenger queue have it: a job of the higher tier (the urgent partition) that
+# needs the CPUs of running jobs of the lower tier requeues them; they get their --signal (USR2) at once and
+# GraceTime to save before SIGTERM/SIGKILL (Slurm 23.02+ spells the option PreemptParameters=send_user_signal)
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+SlurmctldParameters=preempt_send_user_signal
+PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 GraceTime=120
+PartitionName={urgent_partition} Nodes={node} MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=10 PreemptMode=OFF
 '''
 
 
 class SlurmCluster:
     partition = 'debug'
+    urgent_partition = 'urgent'  # its jobs preempt (requeue) the default partition's
 
     def __init__(self, root, cpus=None, min_job_age=300, cred_expire=10):
         self.root = osp.abspath(str(root))
@@ -141,7 +149,7 @@ class SlurmCluster:
                                       mem_mb=mem_mb, ctld_port=_free_port(), slurmd_port=_free_port(),
                                       munge_socket=self.munge_socket, min_job_age=self.min_job_age,
                                       cred_expire=self.cred_expire,
-                                      partition=self.partition))
+                                      partition=self.partition, urgent_partition=self.urgent_partition))
         with open(osp.join(self.root, 'cgroup.conf'), 'w') as f:
             f.write('# no cgroups: ProctrackType=proctrack/linuxproc, TaskPlugin=task/none\n'
                     'CgroupAutomount=no\n')
@@ -222,9 +230,15 @@ class SlurmCluster:
     def set_node_state(self, state, reason='test'):
         """``scontrol update nodename=NODE state=STATE`` (drain, down, resume, ...)."""
         extra = [f'reason={reason}'] if state.lower() in ('drain', 'down', 'fail') else []
-        if state.lower() == 'resume' and self.node_state().startswith(('idle', 'mixed', 'alloc')):
-            return  # back already (ReturnToService=2: a down node whose slurmd answers returns by itself)
-        self.scontrol('update', f'nodename={self.node}', f'state={state}', *extra)
+        try:
+            self.scontrol('update', f'nodename={self.node}', f'state={state}', *extra)
+        except ClusterUnavailable as e:
+            # Slurm refuses to resume a node that is neither down, drained nor failed: with ReturnToService=2 a
+            # down node whose slurmd answers comes back by itself (idle, mixed, allocated, completing, ...)
+            current = self.node_state()
+            back = bool(current) and not current.startswith(('down', 'drain', 'fail'))
+            if not (state.lower() == 'resume' and 'Invalid node state' in str(e) and back):
+                raise
 
     def _log_tail(self, daemon, lines=5):
         try:

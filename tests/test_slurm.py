@@ -12,6 +12,7 @@ checkpoint, the requeue bound), drained and downed nodes, and the run folder's m
 forgotten a job (no accounting).
 """
 import json
+import math
 import os
 import re
 import os.path as osp
@@ -30,7 +31,7 @@ from tools.zoo import slurm as zs  # noqa: E402
 SKIP = slurm_cluster.skip_reason()
 needs_slurm = pytest.mark.skipif(SKIP is not None, reason=f'no local Slurm: {SKIP}')
 pytest.importorskip('submitit')
-#: the cases that take a minute or more each (time limits, node states, 2-process trainings)
+#: the cases that take a minute or more each (time limits, preemption, node states, 2-process trainings)
 SLOW = pytest.mark.skipif(os.environ.get('SAU_ZOO_SLURM_TESTS') == 'fast',
                           reason='SAU_ZOO_SLURM_TESTS=fast: the slower Slurm cases are skipped')
 
@@ -85,6 +86,7 @@ if '--fail' in sys.argv:
 ckpt = os.path.join(run_dir, 'ckpt.json')
 step = json.load(open(ckpt))['step'] if '--resume' in sys.argv else 0
 print('start at step', step, flush=True)
+print('clock', time.time(), flush=True)
 stop = []
 signal.signal(signal.SIGUSR2, lambda *_: stop.append(step))
 while step < steps:
@@ -195,10 +197,38 @@ def test_time_limit_requeues_from_a_checkpoint_then_the_bound_reports_timed_out(
     started = [int(line.split()[-1]) for line in log.splitlines() if line.startswith('start at step')]
     assert started == [0] + saved  # each attempt continued where the previous one saved
     assert states[bounded.run_dir]['state'] == 'timed_out'
-    assert 'time limit reached 1 times (0 requeues, the bound)' in states[bounded.run_dir]['error']
+    assert 'time limit (or preemption) reached 1 times (0 requeues, the bound)' in states[bounded.run_dir]['error']
     assert 0 < json.load(open(osp.join(bounded.run_dir, 'ckpt.json')))['step'] < 1000
     assert 'USR2: saved at step' in open(osp.join(bounded.run_dir, 'train.log')).read()
     assert time.time() - start < 240
+
+
+@needs_slurm
+@SLOW
+def test_a_preempted_run_saves_on_the_signal_and_resumes_after_the_preempting_job(cluster, fake):
+    """Preemption (preempt/partition_prio, PreemptMode=REQUEUE, send_user_signal): a job of the urgent partition
+    that needs all the node's CPUs takes them from a running run. The run gets USR2 at once, saves, is requeued,
+    waits while the urgent job runs, resumes from the saved step and ends with the uninterrupted value."""
+    run = fake['job']('preempted', steps=80, sleep=0.25, seed=8)
+    zs.submit([run], str(fake['root'] / 'submitit'), zs.Resources(time='10'), 'fake')
+    ckpt = osp.join(run.run_dir, 'ckpt.json')
+    wait_for(lambda: osp.isfile(ckpt) and json.load(open(ckpt))['step'] >= 5, 60, 'the run to save a few steps')
+    urgent = fake['root'] / 'urgent.out'
+    proc = subprocess.run(['sbatch', f'--partition={cluster.urgent_partition}', f'--cpus-per-task={cluster.cpus}',
+                           f'--output={urgent}', '--wrap', 'date +%s.%N; sleep 3; date +%s.%N'],
+                          env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    states = zs.wait([run.run_dir], poll_s=1, timeout_s=240)
+    assert states[run.run_dir]['state'] == 'done', states
+    assert score(run) == 10 * 80 + 8  # as if never interrupted
+    log = open(osp.join(run.run_dir, 'train.log')).read()
+    saved = [int(line.split()[-1]) for line in log.splitlines() if line.startswith('USR2: saved at step')]
+    started = [int(line.split()[-1]) for line in log.splitlines() if line.startswith('start at step')]
+    clocks = [float(line.split()[-1]) for line in log.splitlines() if line.startswith('clock ')]
+    assert len(saved) == 1 and 5 <= saved[0] < 80 and started == [0] + saved
+    assert json.load(open(osp.join(run.run_dir, zs.STATE_FILE)))['requeues'] == 1
+    urgent_start, urgent_end = map(float, urgent.read_text().split())
+    assert clocks[0] < urgent_start < urgent_end <= clocks[1]  # the urgent job had the CPUs in between
 
 
 @needs_slurm
@@ -351,8 +381,9 @@ def tiny_seg(tmp_path_factory):
     return root
 
 
-def seg_options(root, epochs=SEG_EPOCHS):
-    return [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_begin=1000', 'default_hooks.checkpoint.interval=1',
+def seg_options(root, epochs=SEG_EPOCHS, checkpoint_interval=1):
+    return [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_begin=1000',
+            f'default_hooks.checkpoint.interval={checkpoint_interval}',
             'default_hooks.checkpoint.max_keep_ckpts=2',
             *[f'{k}.dataset.data_root={root}' for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')]]
 
@@ -464,28 +495,36 @@ def test_a_failing_run_is_reported_with_its_error_line_while_the_others_finish(c
     assert 'relu' not in results['runs'] and results['missing'] == {'relu': [0]}
 
 
-#: case 5 on a real task depends on the machine's speed: it passed on its own, and in the final run of the slow
-#: cases its training finished inside the 1-minute limit (0 requeues); until its run outlasts the limit on any
-#: machine it runs only when asked for
-TIME_LIMIT_ON_A_TASK = pytest.mark.skipif(
-    os.environ.get('SAU_ZOO_SLURM_TESTS') != 'all',
-    reason='case 5 on a real task (timing-sensitive under load): run with SAU_ZOO_SLURM_TESTS=all; the same '
-           'requeue path is tested with stand-in commands in test_time_limit_requeues_from_a_checkpoint_...')
+#: case 5 trains at least this long, so that no attempt (at most 59 s of a 1-minute limit) can finish it
+CASE5_TRAINING_S = 70
+
+
+def epoch_seconds(train_log):
+    """A lower bound of one training epoch's time in an MMEngine ``train.log``: iterations per epoch x the
+    median iteration time its ``Epoch(train) [e][i/N] ... time: T`` lines report (an epoch adds the data
+    loader's start and the checkpoint hooks)."""
+    lines = re.findall(r'Epoch\(train\) +\[\d+\]\[\d+/(\d+)\].* time: ([0-9.]+)', open(train_log).read())
+    assert lines, f'no Epoch(train) lines in {train_log}'
+    times = sorted(float(t) for _, t in lines)
+    return int(lines[0][0]) * times[len(times) // 2]
 
 
 @needs_slurm
 @SLOW
-@TIME_LIMIT_ON_A_TASK
-def test_a_run_past_its_time_limit_requeues_resumes_and_completes(cluster, tiny_seg, tmp_path_factory):
+def test_a_run_past_its_time_limit_requeues_resumes_and_completes(cluster, tiny_seg, local_sweep, tmp_path_factory):
     """Case 5: --time 1 (minute): USR2 reaches training 29-59 s in (--signal-delay 1: Slurm signals up to 30 s
     early); it is requeued (submitit, scontrol requeue), resumes from its last checkpoint and completes."""
     work_dir = str(tmp_path_factory.mktemp('slurm_time') / 'segmentation')
-    # Each attempt trains 29-59 s minus its start-up (10 s here, 30 s on a busy machine): 25 one-second epochs
-    # take 1-4 attempts; the bound leaves room for a machine even busier
-    epochs = 25
+    # The run must outlast one attempt on any machine: its epochs are sized from this machine's epoch time in
+    # the local sweep (same data and model), for CASE5_TRAINING_S of training, 2 attempts or more
+    per_epoch = epoch_seconds(osp.join(local_sweep['work_dir'], 'sau', 'seed0', 'train.log'))
+    epochs = max(25, math.ceil(CASE5_TRAINING_S / per_epoch))
+    # no regular checkpoints (each costs an epoch's time here): the signal's and the last epoch's are saved
     proc = sweep_cli('segmentation', '--acts', 'sau', '--seeds', '1', '--work-dir', work_dir, '--launcher', 'slurm',
                      '--time', '1', '--signal-delay', '1', '--max-requeues', '12', '--wait',
-                     '--cfg-options', *seg_options(tiny_seg, epochs=epochs), env=cluster.env | {'OMP_NUM_THREADS': '1'})
+                     '--cfg-options', *seg_options(tiny_seg, epochs=epochs, checkpoint_interval=1000),
+                     env=cluster.env | {'OMP_NUM_THREADS': '1'},
+                     timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = osp.join(work_dir, 'sau', 'seed0')
     marker = json.load(open(osp.join(run_dir, zs.STATE_FILE)))

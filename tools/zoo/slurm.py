@@ -388,7 +388,7 @@ class RunJob:
                 print(f'training did not exit within {self.checkpoint_wait_s} s of the signal; requeueing without '
                       f'its checkpoint', flush=True)
         if self.requeues >= self.max_requeues:
-            self._state('timed_out', error=f'time limit reached {self.requeues + 1} times '
+            self._state('timed_out', error=f'time limit (or preemption) reached {self.requeues + 1} times '
                                            f'({self.requeues} requeues, the bound); rerun the sweep to resubmit',
                         log=osp.join(self.run_dir, 'train.log'))
             return None  # submitit: not requeued, the job ends
