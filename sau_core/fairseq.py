@@ -31,6 +31,7 @@ import functools
 from enum import Enum
 
 from .activations import ACT_CFGS, act_cfg, create_act_layer
+from .module import SAU
 
 #: the activations added to fairseq: the zoo's names fairseq lacks, plus ``swish``, whose fairseq
 #: version returns the ``nn.SiLU`` class instead of a function and is not in fairseq's choices.
@@ -72,11 +73,21 @@ def check_fairseq_version(version):
 
 
 def make_activation(name):
-    """A fresh module for the zoo activation ``name``, laid out for fairseq's (T, B, C) tensors."""
+    """A fresh module for the zoo activation ``name``, laid out for fairseq's (T, B, C) tensors.
+
+    SAU runs in place here: every caller of ``get_activation_fn``'s result in fairseq 0.12.2 applies it to a
+    Linear's fresh output (``activation_fn(self.fc1(x))``, ``dense``, ``ff1``, ``lm_head_transform_weight``), which
+    nothing else reads, so overwriting it is safe, and the FFN then keeps one (T, B, ffn_dim) tensor for backward,
+    as ReLU does (out of place: two, SAU's input and fc2's). Where in place cannot run (the zero-centred form,
+    alpha out of its range, torch.compile) the layer runs out of place, as ``SAU(inplace=True)`` does anywhere.
+    """
     cfg = act_cfg(name)
     if cfg['type'] in _CHANNELS_LAST:
         cfg['channel_dim'] = -1
-    return create_act_layer(cfg)
+    layer = create_act_layer(cfg)
+    if isinstance(layer, SAU):
+        layer.inplace = True
+    return layer
 
 
 def _wrap_get_activation_fn(original):

@@ -223,7 +223,7 @@ def _inplace_blocker(x, alpha, zero_centred, alpha_key=None):
         return 'zero-centred form'
     if torch.compiler.is_compiling():
         return 'torch.compile'
-    if x.requires_grad and (x.is_leaf or x._base is not None):
+    if x.requires_grad and (x.is_leaf or (x._base is not None and not _view_autograd_lets_overwrite(x))):
         return 'input autograd may not overwrite'
     low, high = INPLACE_ALPHA_RANGE
     if x.dtype == torch.float16:
@@ -233,6 +233,19 @@ def _inplace_blocker(x, alpha, zero_centred, alpha_key=None):
     if low <= alpha_min and alpha_max <= high:
         return None
     return low, high, alpha_min, alpha_max
+
+
+def _view_autograd_lets_overwrite(view):
+    """A view that requires grad may be overwritten when a plain view op made it (``view``, ``reshape``,
+    slicing, ``transpose``: Linear's output for a 3-d input is one) from a base that is not a leaf: autograd
+    then rebases the base's history (CopySlices). Views of a leaf, views from ``chunk``/``split``/``unbind`` and
+    views made under ``no_grad`` it refuses, but only once the kernel has written. The check reads autograd's
+    private ``CreationMeta``; without it, no view is overwritten."""
+    creation_meta = getattr(torch._C._autograd, '_get_creation_meta', None)
+    if creation_meta is None:
+        return False
+    base = view._base
+    return creation_meta(view) == torch._C._autograd.CreationMeta.DEFAULT and not (base.is_leaf and base.requires_grad)
 
 
 _BOUNDS = {}

@@ -128,6 +128,7 @@ def test_conv_norm_sau_block_keeps_as_much_as_inplace_relu():
     ('leaf that requires grad', dict(), lambda leaf: leaf),
     ('view of a leaf that requires grad', dict(), lambda leaf: leaf[1:]),
     ('one of the views torch.chunk returns', dict(), lambda leaf: (leaf * 1).chunk(3)[0]),
+    ('a view made under no_grad', dict(), lambda leaf: _view_under_no_grad(leaf * 1)),
 ])
 def test_falls_back_to_out_of_place(why, kwargs, make_input):
     torch.manual_seed(0)
@@ -145,6 +146,33 @@ def test_falls_back_to_out_of_place(why, kwargs, make_input):
     other = leaf_x.detach().clone().requires_grad_()
     reference(make_input(other)).float().sum().backward()
     torch.testing.assert_close(leaf_x.grad, other.grad)
+    torch.testing.assert_close(module.alpha.grad, reference.alpha.grad)
+
+
+def _view_under_no_grad(x):
+    with torch.no_grad():
+        return x[1:]
+
+
+@pytest.mark.parametrize('make_view', [
+    lambda h: h[1:], lambda h: h.view(5, 3), lambda h: h.t(), lambda h: h[:, ::2],
+    lambda h: torch.nn.functional.linear(h.view(3, 1, 5), torch.eye(5)),  # a 3-d Linear's output is a view
+], ids=['slice', 'view', 'transpose', 'strided slice', 'linear 3-d'])
+def test_a_plain_view_of_a_non_leaf_is_overwritten_with_the_same_gradients(make_view):
+    """Autograd lets an in-place op write through a plain view (it rebases the base's history), so the in-place
+    op runs there too (fairseq's FFN applies its activation to such a view) and the gradients reaching the leaf
+    are those of the out-of-place op."""
+    torch.manual_seed(0)
+    leaf = torch.randn(3, 5, requires_grad=True)
+    module = SAU(inplace=True)
+    x = make_view(leaf * 1)
+    y = module(x)
+    assert y is x and y._version > 0
+    (y.float() ** 2).sum().backward()
+    other = leaf.detach().clone().requires_grad_()
+    reference = SAU(inplace=False)
+    (reference(make_view(other * 1)).float() ** 2).sum().backward()
+    torch.testing.assert_close(leaf.grad, other.grad)
     torch.testing.assert_close(module.alpha.grad, reference.alpha.grad)
 
 

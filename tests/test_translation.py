@@ -104,17 +104,22 @@ def test_user_dir_imports_under_its_basename():
     assert fairseq_translation.__name__ == 'fairseq.tasks.translation'
 
 
-@pytest.mark.parametrize('act', ['sau', 'relu'])
-def test_every_ffn_gets_its_own_activation(data, act):
+def build_model(data, act, *args):
+    """fairseq's transformer_wmt_en_de with ``--activation-fn act``, as fairseq-train builds it."""
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     parser = options.get_training_parser()
     ns = options.parse_args_and_arch(parser, [str(data / 'bin'), '--user-dir', runner.USER_DIR, '--arch',
                                               'transformer_wmt_en_de', '--activation-fn', act,
-                                              '--share-all-embeddings', '--encoder-layers', '3'])
+                                              '--share-all-embeddings', *args])
     cfg = convert_namespace_to_omegaconf(ns)
-    model = tasks.setup_task(cfg.task).build_model(cfg.model)
+    return tasks.setup_task(cfg.task).build_model(cfg.model)
+
+
+@pytest.mark.parametrize('act', ['sau', 'relu'])
+def test_every_ffn_gets_its_own_activation(data, act):
+    model = build_model(data, act, '--encoder-layers', '3')
     layers = list(model.encoder.layers) + list(model.decoder.layers)
     assert len(layers) == 3 + 6
     alphas = {name: p for name, p in model.named_parameters() if name.endswith('activation_fn.alpha')}
@@ -131,6 +136,48 @@ def test_every_ffn_gets_its_own_activation(data, act):
     assert all(isinstance(layer.activation_fn, SAU) for layer in layers)
     assert len({id(layer.activation_fn.alpha) for layer in layers}) == len(layers) == len(alphas)
     assert 'encoder.layers.0.activation_fn.alpha' in alphas and 'decoder.layers.5.activation_fn.alpha' in alphas
+    assert all(layer.activation_fn.inplace for layer in layers)  # see test_ffn_with_sau_keeps_relus_bytes
+
+
+def saved_bytes_and_grads(model, tokens):
+    """One training forward of the encoder: the bytes autograd keeps for backward (unique storages), and the
+    parameters' gradients of a fixed loss."""
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model.encoder(tokens, src_lengths=torch.full((tokens.shape[0],), tokens.shape[1]))
+    (out['encoder_out'][0].double() ** 2).mean().backward()
+    return sum(saved.values()), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_ffn_with_sau_keeps_relus_bytes(data):
+    """fairseq's FFN is ``fc2(activation_fn(fc1(x)))``: ReLU keeps one (T, B, 2048) tensor for backward (its
+    output, which fc2 keeps too). The SAU fairseq gets runs in place (sau_core.fairseq.make_activation), so it
+    keeps the same bytes (out of place it keeps its input as well), with the out-of-place op's gradients."""
+    torch.manual_seed(0)
+    tokens = torch.randint(4, 100, (2, 16))
+    fixed = ['--dropout', '0', '--attention-dropout', '0', '--encoder-layers', '2']
+    relu_bytes, _ = saved_bytes_and_grads(build_model(data, 'relu', *fixed), tokens)
+    torch.manual_seed(1)
+    model = build_model(data, 'sau', *fixed)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    inplace_bytes, inplace_grads = saved_bytes_and_grads(model, tokens)
+    model.load_state_dict(state)
+    model.zero_grad()
+    for layer in model.encoder.layers:
+        layer.activation_fn.inplace = False
+    outofplace_bytes, outofplace_grads = saved_bytes_and_grads(model, tokens)
+    ffn_tensor = 16 * 2 * 2048 * 4  # T x B x ffn_dim fp32, one per layer
+    assert 0 <= inplace_bytes - relu_bytes <= 64  # the same tensors, plus each layer's alpha and n
+    assert outofplace_bytes - inplace_bytes == 2 * ffn_tensor
+    assert inplace_grads.keys() == outofplace_grads.keys()
+    for name, grad in inplace_grads.items():
+        torch.testing.assert_close(grad, outofplace_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 # --- training, checkpoint, generation, BLEU ----------------------------------------------------
