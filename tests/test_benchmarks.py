@@ -1,6 +1,7 @@
 """The benchmark tools run end to end at toy sizes and print their tables (their numbers live in the README)."""
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -32,8 +33,14 @@ def table_rows(output):
       '--steps', '1', '--warmup', '0', '--rounds', '1'], 'relu', [4, 5]),
 ], ids=['detection', 'segmentation', 'translation'])
 def test_task_benchmark_prints_ratios_to_the_baseline(argv, baseline, ratio_columns):
-    rows = table_rows(run_tool(*argv))
+    output = run_tool(*argv)
+    rows = table_rows(output)
     assert set(rows) == {baseline, 'sau'}
+    # one round: the spread of the round-by-round ratios is the table's ratio itself
+    spread = re.search(r'^sau / relu over 1 round\(s\): time ([0-9.]+)-([0-9.]+), step memory ([0-9.]+)-([0-9.]+)',
+                       output, re.M)
+    assert spread and spread[1] == spread[2] == rows['sau'][ratio_columns[0]], output
+    assert spread[3] == spread[4] == rows['sau'][ratio_columns[1]]
     for column in ratio_columns:
         assert rows[baseline][column] == '1.000'
         assert 0.2 < float(rows['sau'][column]) < 5

@@ -123,6 +123,23 @@ def ratio_columns(best, baseline, columns):
             {act: [f'{b[key] / base[key]:.3f}' for key, _ in columns] for act, b in best.items()})
 
 
+def print_spread(results, baseline, columns):
+    """One line per activation under the table: the lowest and highest of its round-by-round ratios to the
+    baseline (rounds alternate the activations, so round r of each is measured side by side), to tell an
+    effect from the machine's noise; nothing when the baseline was not measured."""
+    base = results.get(baseline)
+    if base is None:
+        return
+    for act, runs in results.items():
+        if act == baseline:
+            continue
+        spans = []
+        for key, label in columns:
+            ratios = [r[key] / b[key] for r, b in zip(runs, base)]
+            spans.append(f'{label} {min(ratios):.3f}-{max(ratios):.3f}')
+        print(f'{act} / {baseline} over {len(runs)} round(s): ' + ', '.join(spans))
+
+
 def print_table(header, rows):
     """A Markdown table; every column but the first is right-aligned."""
     table = [header] + rows

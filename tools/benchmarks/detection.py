@@ -14,13 +14,16 @@ import os.path as osp
 import statistics
 import sys
 
-from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_table, ratio_columns,
-                                     run_workers, time_steps)
+from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_spread, print_table,
+                                     ratio_columns, run_workers, time_steps)
 from tools.zoo import REPO_ROOT
 from tools.zoo.errors import run_main
 
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'detection', 'configs', 'ssd300_sau.py')
 
+
+#: the ratio columns: (result key, label)
+COLUMNS = [('step_s', 'time'), ('step_mib', 'step memory')]
 
 def synthetic_batch(batch, device, seed=0):
     """A fixed normalised 300x300 batch with two ground-truth boxes per image."""
@@ -88,12 +91,13 @@ def main(argv=None):
                           ['--config', args.config, '--batch', str(args.batch), '--steps', str(args.steps),
                            '--warmup', str(args.warmup), '--device', args.device])
     best = best_of(results, ('step_s', 'step_mib'))
-    ratios, cells = ratio_columns(best, args.baseline, [('step_s', 'time'), ('step_mib', 'step memory')])
+    ratios, cells = ratio_columns(best, args.baseline, COLUMNS)
     print(f'SSD300 training step, batch {args.batch}, {args.device}, {args.steps} timed steps '
           f'(median) after {args.warmup} warm-up, best of {args.rounds} round(s); config '
           f'{osp.relpath(args.config, REPO_ROOT)}')
     print_table(['activation', 'step ms', 'step memory (MiB)'] + ratios,
                 [[act, f'{1000 * b["step_s"]:.1f}', f'{b["step_mib"]:.0f}'] + cells[act] for act, b in best.items()])
+    print_spread(results, args.baseline, COLUMNS)
     for act in acts:
         print(f'{act}: step times per round (s): '
               + '; '.join(', '.join(f'{t:.2f}' for t in r['times']) for r in results[act]))

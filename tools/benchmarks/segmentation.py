@@ -22,13 +22,16 @@ import os.path as osp
 import statistics
 import sys
 
-from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_table, ratio_columns,
-                                     run_workers, time_steps)
+from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_spread, print_table,
+                                     ratio_columns, run_workers, time_steps)
 from tools.zoo import REPO_ROOT
 from tools.zoo.errors import run_main
 
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'segmentation', 'configs', 'unet_sau_cityscapes.py')
 
+
+#: the ratio columns: (result key, label)
+COLUMNS = [('step_s', 'time'), ('step_mib', 'step memory'), ('saved_mib', 'saved')]
 
 def parse_act(spec):
     """``NAME`` or ``NAME:key=value:...`` (e.g. ``sau:inplace=False``) -> an ``act_cfg`` dict."""
@@ -116,14 +119,14 @@ def run(args):
                            '--steps', str(args.steps), '--warmup', str(args.warmup), '--threads', str(args.threads),
                            '--device', args.device])
     best = best_of(results, ('step_s', 'step_mib', 'saved_mib', 'activations'))
-    ratios, cells = ratio_columns(best, args.baseline,
-                                  [('step_s', 'time'), ('step_mib', 'step memory'), ('saved_mib', 'saved')])
+    ratios, cells = ratio_columns(best, args.baseline, COLUMNS)
     print(f'config {osp.relpath(args.config, REPO_ROOT)}; batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}; '
           f'device {args.device}; {args.threads} thread(s); {args.steps} timed steps after {args.warmup}, '
           f'best of {args.rounds} runs')
     print_table(['activation', 'layers', 'step ms', 'step memory (MiB)', 'saved MiB'] + ratios,
                 [[act, str(b['activations']), f'{1000 * b["step_s"]:.1f}', f'{b["step_mib"]:.1f}',
                   f'{b["saved_mib"]:.1f}'] + cells[act] for act, b in best.items()])
+    print_spread(results, args.baseline, COLUMNS)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(settings=vars(args), runs=results, best=best), f, indent=2)

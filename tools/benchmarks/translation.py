@@ -15,10 +15,13 @@ import json
 import statistics
 import sys
 
-from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_table, ratio_columns,
-                                     run_workers, time_steps)
+from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_spread, print_table,
+                                     ratio_columns, run_workers, time_steps)
 from tools.zoo.errors import run_main
 
+
+#: the ratio columns: (result key, label)
+COLUMNS = [('step_s', 'time'), ('step_mib', 'step memory')]
 
 def build(act, layers, vocab):
     """fairseq's transformer_wmt_en_de (shared embeddings, ``--activation-fn act``) and its criterion."""
@@ -73,7 +76,7 @@ def run_one(args):
     # fairseq 0.12.2's encoder layers also hold unused copies of their weights for its inference fast
     # path (in_proj_weight, fc1_weight, ...): count only the parameters that train
     trained = sum(p.numel() for p in model.parameters() if p.grad is not None)
-    print(json.dumps({'act': args.worker, 'step_s': median, 'words_per_s': bsz * length / median,
+    print(json.dumps({'act': args.worker, 'step_s': median,
                       'step_mib': memory.step_mib(), 'sau_alphas': alphas, 'params_m': trained / 1e6,
                       'threads': torch.get_num_threads()}))
 
@@ -96,16 +99,18 @@ def main(argv=None):
     results = run_workers(__file__, acts, args.rounds,
                           [f'--{k}={getattr(args, k)}' for k in ('layers', 'vocab', 'sentences', 'length', 'steps',
                                                                 'warmup', 'threads', 'device')])
-    best = best_of(results, ('step_s', 'words_per_s', 'step_mib'))
-    ratios, cells = ratio_columns(best, args.baseline, [('step_s', 'time'), ('step_mib', 'step memory')])
+    best = best_of(results, ('step_s', 'step_mib'))
+    ratios, cells = ratio_columns(best, args.baseline, COLUMNS)
     first = results[acts[0]][0]
     print(f'transformer_wmt_en_de, {args.layers}+{args.layers} layers (d 512, FFN 2048, 8 heads), '
           f'{first["params_m"]:.1f}M trained parameters, batch {args.sentences}x{args.length} tokens, '
           f'vocab {args.vocab}, {args.device}, {first["threads"]} thread(s), median of {args.steps} steps, '
           f'best of {args.rounds} round(s)')
     print_table(['activation', 'words/s', 'step ms', 'step memory (MiB)'] + ratios + ['SAU alphas'],
-                [[act, f'{b["words_per_s"]:.0f}', f'{1000 * b["step_s"]:.1f}', f'{b["step_mib"]:.0f}'] + cells[act]
+                [[act, f'{args.sentences * args.length / b["step_s"]:.0f}', f'{1000 * b["step_s"]:.1f}',
+                  f'{b["step_mib"]:.0f}'] + cells[act]
                  + [str(results[act][0]['sau_alphas'])] for act, b in best.items()])
+    print_spread(results, args.baseline, COLUMNS)
     return 0
 
 
