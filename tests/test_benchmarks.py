@@ -70,3 +70,29 @@ def test_activation_benchmark_times_every_activation():
     assert rows['SAU (fused)'][3] == '1.00' and rows['SAU (fused, in place)'][3] == '1.00'
     assert rows['SAU (eager reference)'][3] == '8.00'
     assert 'M float32 elements (std 0.001) on cpu' in output
+
+
+def test_step_memory_counts_the_tensor_bytes_a_step_adds():
+    """CPU step memory comes from the profiler's memory events, not RSS: exact for a known step, and for
+    in-place conv-BN-activation blocks SAU adds what ReLU adds, GELU (keeping its input) one map per block more."""
+    import torch
+    from mmcv.cnn import ConvModule
+
+    import sau_core.mm  # noqa: F401  (registers SAU with MMCV)
+    from tools.benchmarks.common import MemoryMeter
+    meter = MemoryMeter(torch.device('cpu'))
+    assert 8 <= meter.step_mib(lambda: (torch.ones(2**20) * 2).sum()) < 8.001  # ones and its double, 4 MiB each
+    x = torch.randn(4, 16, 64, 64)  # 1 MiB
+    step_mib = {}
+    for act in ('ReLU', 'SAU', 'GELU'):
+        torch.manual_seed(0)
+        blocks = torch.nn.Sequential(*[ConvModule(16, 16, 3, padding=1, norm_cfg=dict(type='BN'),
+                                                  act_cfg=dict(type=act)) for _ in range(6)])
+
+        def step():
+            blocks.zero_grad(set_to_none=True)
+            blocks(x).sum().backward()
+        step()
+        step_mib[act] = meter.step_mib(step)
+    assert abs(step_mib['SAU'] - step_mib['ReLU']) < 0.001
+    assert step_mib['GELU'] - step_mib['ReLU'] == pytest.approx(6, abs=0.001)

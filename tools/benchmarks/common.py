@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import resource
 import subprocess
 import sys
 import time
@@ -22,37 +21,34 @@ from tools.zoo.errors import InputError
 
 
 class MemoryMeter:
-    """Step memory, the benchmarks' one memory figure: the peak memory of the process over the training steps
-    minus what it held when :meth:`start` was called, just before the first step (model, optimizer state
-    buffers already made, input, the activation's kernels loaded): what the steps add, i.e. the activations kept
-    for backward, the gradients and the optimizer's state. CPU: peak RSS over the RSS at ``start``; CUDA: peak
-    allocated over allocated at ``start``."""
+    """Step memory, the benchmarks' one memory figure: the peak of the tensor bytes live during one training
+    step above what was live when it began: what a step adds (the activations kept for backward, the
+    gradients where the step makes them, the optimizer's temporaries). Allocator-independent on both devices:
+    CUDA from the caching allocator's counters, CPU from the PyTorch profiler's memory events (each op's
+    allocations and frees, in time order), so the RSS a heap keeps or returns does not enter it. Measured on
+    one extra step after the timed ones (the profiler would slow those)."""
 
     def __init__(self, device):
         self.cuda = device.type == 'cuda'
-        self.base = 0
 
-    def _now(self):
+    def step_mib(self, step):
+        """Run ``step()`` once and return its step memory in MiB."""
         import torch
         if self.cuda:
-            return torch.cuda.memory_allocated()
-        with open('/proc/self/statm') as f:  # resident pages now
-            return int(f.read().split()[1]) * resource.getpagesize()
-
-    def _peak(self):
-        if self.cuda:
-            import torch
-            return torch.cuda.max_memory_allocated()
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-    def start(self):
-        if self.cuda:
-            import torch
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-        self.base = self._now()
-
-    def step_mib(self):
-        return (self._peak() - self.base) / 2**20
+            step()
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - base) / 2**20
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+        live = peak = 0
+        for event in sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start):
+            live += event.self_cpu_memory_usage
+            peak = max(peak, live)
+        return peak / 2**20
 
 
 def add_arguments(parser, acts='relu,sau', rounds=1):

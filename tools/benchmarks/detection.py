@@ -2,8 +2,8 @@
 
 Each activation runs in its own subprocess, alternating over --rounds (``common``); a step is forward +
 multibox loss + backward + SGD step on one fixed synthetic batch. Memory: ``common.MemoryMeter``'s step
-memory (what the training steps add to what the process held before the first: activations, gradients and
-optimizer state).
+memory (the peak of tensor bytes one step adds: activations kept for backward, optimizer temporaries; the
+gradients stay allocated between steps here, ``zero_grad(set_to_none=False)``).
 
 Usage: python tools/benchmarks/detection.py [--config detection/configs/ssd300_sau.py] [--acts relu,sau]
            [--baseline relu] [--batch 2] [--steps 3] [--warmup 1] [--rounds 1] [--device cpu]
@@ -68,11 +68,9 @@ def worker(args):
         loss.backward()
         optimizer.step()
 
-    memory = MemoryMeter(device)
-    memory.start()
     times = time_steps(step, args.warmup, args.steps, device)
     print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), times=times,
-                          step_mib=memory.step_mib())))
+                          step_mib=MemoryMeter(device).step_mib(step))))
 
 
 def main(argv=None):

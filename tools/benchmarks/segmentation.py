@@ -11,9 +11,9 @@ Each activation runs in its own subprocess (``common``), on the same seeded inpu
 with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is forward + loss + backward + Adam update of the
 model as the config builds it (data loading excluded). Time: median over the timed steps, then the minimum over
 ``--rounds`` interleaved subprocess runs (the least-disturbed run on a shared machine). Memory:
-``common.MemoryMeter``'s step memory (what the training steps add to what the process held before the first,
-the activation's kernels already loaded; Adam's state included). RSS depends on the allocator, so also
-``saved MiB``: the unique storages autograd saves for backward in one forward, exact and repeatable.
+``common.MemoryMeter``'s step memory (the peak of tensor bytes one step adds: activations kept for backward,
+gradients, optimizer temporaries), and ``saved MiB``: the unique storages autograd saves for backward in one
+forward.
 """
 import argparse
 import json
@@ -88,15 +88,8 @@ def worker(args):
         loss.backward()
         optimizer.step()
 
-    # Call one activation layer once before measuring: a backend that loads its kernels lazily on first use
-    # (sau_core imports its compiled CPU kernels then, ~150 MiB of RSS) must not count as training memory.
-    layer = next(m for m in model.modules() if type(m).__name__ == act['type'])
-    layer(torch.randn(2, 4, 8, 8, device=device, requires_grad=True) * 1).sum().backward()
-    model.zero_grad(set_to_none=True)
-    memory = MemoryMeter(device)
-    memory.start()
     times = time_steps(step, args.warmup, args.steps, device)
-    step_mib = memory.step_mib()
+    step_mib = MemoryMeter(device).step_mib(step)
     # Allocator-independent: the bytes autograd keeps for backward in one forward (unique storages).
     saved = {}
 

@@ -7,8 +7,8 @@
 Each activation runs in its own process (``common``), alternating over --rounds: fairseq builds the model
 through its own argument parser and ``TransformerModel.build_model`` with ``--user-dir translation``, and each
 step is fairseq's ``label_smoothed_cross_entropy`` forward, backward and an Adam step on a fixed random batch.
-Words/s counts target tokens, as fairseq's ``wps``. Memory: ``common.MemoryMeter``'s step memory (what the
-training steps add to what the process held before the first). Not a test.
+Words/s counts target tokens, as fairseq's ``wps``. Memory: ``common.MemoryMeter``'s step memory (the peak of
+tensor bytes one step adds: activations kept for backward, gradients, Adam's temporaries). Not a test.
 """
 import argparse
 import json
@@ -62,9 +62,6 @@ def run_one(args):
               'net_input': {'src_tokens': tokens.flip(1).to(device),
                             'src_lengths': torch.full((bsz,), length, device=device),
                             'prev_output_tokens': prev.to(device)}}
-    memory = MemoryMeter(device)
-    memory.start()
-
     def step():
         optimizer.zero_grad()
         loss, _, _ = criterion(model, sample)
@@ -77,7 +74,7 @@ def run_one(args):
     # path (in_proj_weight, fc1_weight, ...): count only the parameters that train
     trained = sum(p.numel() for p in model.parameters() if p.grad is not None)
     print(json.dumps({'act': args.worker, 'step_s': median,
-                      'step_mib': memory.step_mib(), 'sau_alphas': alphas, 'params_m': trained / 1e6,
+                      'step_mib': MemoryMeter(device).step_mib(step), 'sau_alphas': alphas, 'params_m': trained / 1e6,
                       'threads': torch.get_num_threads()}))
 
 
