@@ -36,9 +36,9 @@ def test_task_benchmark_prints_ratios_to_the_baseline(argv, baseline, ratio_colu
     output = run_tool(*argv)
     rows = table_rows(output)
     assert set(rows) == {baseline, 'sau'}
-    # one round: the spread of the round-by-round ratios is the table's ratio itself
-    spread = re.search(r'^sau / relu over 1 round\(s\): time ([0-9.]+)-([0-9.]+), step memory ([0-9.]+)-([0-9.]+)',
-                       output, re.M)
+    # one round, one timed step: one paired ratio per column, the table's median of them
+    spread = re.search(r'^sau / relu, lowest-highest \(count\) of the paired ratios: time ([0-9.]+)-([0-9.]+) \(1\), '
+                       r'step memory ([0-9.]+)-([0-9.]+) \(1\)', output, re.M)
     assert spread and spread[1] == spread[2] == rows['sau'][ratio_columns[0]], output
     assert spread[3] == spread[4] == rows['sau'][ratio_columns[1]]
     for column in ratio_columns:

@@ -3,15 +3,19 @@
 One convention: ``--acts a,b`` (comma-separated activations), ``--baseline NAME`` (the activation the ratio
 columns divide by, default relu; no ratios when it is not measured), ``--device {cpu,cuda}``, ``--rounds N``.
 
-Each activation runs in a subprocess of its own (``python -m tools.benchmarks.<task> --worker ACT``), so that
-its memory high-water mark is its own; the subprocesses alternate over rounds (reversing the order every other
-round) so that slow drifts of a shared machine hit every activation alike, and the best round of each is
-reported. Memory has one definition, :class:`MemoryMeter`'s *step memory*.
+Each round is one subprocess (``python -m tools.benchmarks.<task> --worker a,b``) that builds every
+activation's model and steps them interleaved: step i of each activation in turn, the order rotating, so that
+a shared machine's drifts (its load, its clock) reach them alike; the order of the builds reverses every other
+round. A time ratio is the median, over every timed step of every round, of a step's time over the baseline's
+step next to it; the spread of those ratios is printed under the table. Memory has one definition,
+:class:`MemoryMeter`'s *step memory*, which counts tensor bytes and so does not depend on what else the
+process holds.
 """
 import argparse
 import json
 import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
 import time
@@ -57,8 +61,8 @@ def add_arguments(parser, acts='relu,sau', rounds=1):
     parser.add_argument('--baseline', default='relu', help='the activation the ratios divide by (default relu)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--rounds', type=int, default=rounds,
-                        help=f'alternate the activations this often, report the best (default {rounds})')
-    parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: run one activation, print JSON
+                        help=f'subprocesses, each stepping every activation interleaved (default {rounds})')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)  # internal: measure these activations, print JSON
 
 
 def parse_acts(text):
@@ -68,24 +72,30 @@ def parse_acts(text):
     return acts
 
 
-def time_steps(step, warmup, steps, device):
-    """Runs ``step()`` warmup + steps times; the seconds of the timed ones."""
+def measure(build, acts, warmup, steps, device):
+    """In a worker: ``build(act)`` gives each activation's ``(step, info)``; run warmup + steps rounds of one
+    step of each activation in turn (the order rotating), then each one's step memory, and print one JSON line
+    per activation: its median step time, the times of its timed steps, its step memory and ``info()``."""
     import torch
-    times = []
+    built = {act: build(act) for act in acts}
+    times = {act: [] for act in acts}
     for i in range(warmup + steps):
-        start = time.perf_counter()
-        step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+        for act in acts[i % len(acts):] + acts[:i % len(acts)]:
+            start = time.perf_counter()
+            built[act][0]()
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times[act].append(time.perf_counter() - start)
+    for act, (step, info) in built.items():
+        print(json.dumps(dict(act=act, step_s=statistics.median(times[act]), times=times[act],
+                              step_mib=MemoryMeter(device).step_mib(step), **info())))
 
 
 def run_workers(script, acts, rounds, worker_args):
-    """Runs ``python -m <script's module> --worker ACT *worker_args`` for each activation, ``rounds`` times
-    interleaved; each worker prints one JSON object as its last line. Returns {act: [result of each round]};
-    InputError with the worker's last lines of stderr when one fails.
+    """Runs ``python -m <script's module> --worker a,b,... *worker_args`` ``rounds`` times (the activations'
+    order reversed every other round); each prints one JSON line per activation last. Returns
+    {act: [result of each round]}; InputError with the worker's last lines of stderr when one fails.
 
     As modules: run as a file, ``tools/benchmarks/`` would come first on the worker's path, and its
     ``detection.py`` and ``segmentation.py`` would hide the task packages the configs import.
@@ -93,13 +103,15 @@ def run_workers(script, acts, rounds, worker_args):
     module = osp.splitext(osp.relpath(osp.abspath(script), REPO_ROOT))[0].replace(os.sep, '.')
     results = {act: [] for act in acts}
     for r in range(rounds):
-        for act in (acts if r % 2 == 0 else acts[::-1]):
-            proc = subprocess.run([sys.executable, '-m', module, '--worker', act, *worker_args],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                tail = '\n'.join(proc.stderr.strip().splitlines()[-5:])
-                raise InputError(f'the benchmark of {act} failed (exit {proc.returncode}):', details=tail)
-            results[act].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        order = acts if r % 2 == 0 else acts[::-1]
+        proc = subprocess.run([sys.executable, '-m', module, '--worker', ','.join(order), *worker_args],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = '\n'.join(proc.stderr.strip().splitlines()[-5:])
+            raise InputError(f'the benchmark of {",".join(order)} failed (exit {proc.returncode}):', details=tail)
+        for line in proc.stdout.strip().splitlines()[-len(acts):]:
+            result = json.loads(line)
+            results[result['act']].append(result)
     return results
 
 
@@ -109,20 +121,29 @@ def best_of(results, keys):
     return {act: {key: min(r[key] for r in runs) for key in keys} for act, runs in results.items()}
 
 
-def ratio_columns(best, baseline, columns):
-    """``(header cells, {act: cells})``: each of ``columns`` (``[(key, label)]``) divided by the baseline's,
-    to 3 decimals; none when the baseline was not among the activations measured."""
-    base = best.get(baseline)
+def paired_ratios(runs, base, key):
+    """An activation's ratios to the baseline for ``key``: for the step time, every timed step over the
+    baseline's step run next to it (``measure`` interleaves them), in every round; otherwise round by round."""
+    if key == 'step_s':
+        return [t / b for run, base_run in zip(runs, base) for t, b in zip(run['times'], base_run['times'])]
+    return [run[key] / base_run[key] for run, base_run in zip(runs, base)]
+
+
+def ratio_columns(results, baseline, columns):
+    """``(header cells, {act: cells})``: for each of ``columns`` (``[(key, label)]``) the median of the
+    activation's :func:`paired_ratios`, to 3 decimals; none when the baseline was not among those measured."""
+    base = results.get(baseline)
     if base is None:
-        return [], {act: [] for act in best}
+        return [], {act: [] for act in results}
     return ([f'{label} / {baseline}' for _, label in columns],
-            {act: [f'{b[key] / base[key]:.3f}' for key, _ in columns] for act, b in best.items()})
+            {act: [f'{statistics.median(paired_ratios(runs, base, key)):.3f}' for key, _ in columns]
+             for act, runs in results.items()})
 
 
 def print_spread(results, baseline, columns):
-    """One line per activation under the table: the lowest and highest of its round-by-round ratios to the
-    baseline (rounds alternate the activations, so round r of each is measured side by side), to tell an
-    effect from the machine's noise; nothing when the baseline was not measured."""
+    """One line per activation under the table: the lowest and highest of its :func:`paired_ratios` (the
+    table holds their median) and how many there are, to tell an effect from the machine's noise; nothing
+    without the baseline."""
     base = results.get(baseline)
     if base is None:
         return
@@ -131,9 +152,9 @@ def print_spread(results, baseline, columns):
             continue
         spans = []
         for key, label in columns:
-            ratios = [r[key] / b[key] for r, b in zip(runs, base)]
-            spans.append(f'{label} {min(ratios):.3f}-{max(ratios):.3f}')
-        print(f'{act} / {baseline} over {len(runs)} round(s): ' + ', '.join(spans))
+            ratios = paired_ratios(runs, base, key)
+            spans.append(f'{label} {min(ratios):.3f}-{max(ratios):.3f} ({len(ratios)})')
+        print(f'{act} / {baseline}, lowest-highest (count) of the paired ratios: ' + ', '.join(spans))
 
 
 def print_table(header, rows):

@@ -1,6 +1,6 @@
 """Training-step time and memory of SSD300-VGG16-BN with SAU vs ReLU (or any --acts), same input.
 
-Each activation runs in its own subprocess, alternating over --rounds (``common``); a step is forward +
+The activations are stepped interleaved in one subprocess per round (``common``); a step is forward +
 multibox loss + backward + SGD step on one fixed synthetic batch. Memory: ``common.MemoryMeter``'s step
 memory (the peak of tensor bytes one step adds: activations kept for backward, optimizer temporaries; the
 gradients stay allocated between steps here, ``zero_grad(set_to_none=False)``).
@@ -9,13 +9,11 @@ Usage: python tools/benchmarks/detection.py [--config detection/configs/ssd300_s
            [--baseline relu] [--batch 2] [--steps 3] [--warmup 1] [--rounds 1] [--device cpu]
 """
 import argparse
-import json
 import os.path as osp
-import statistics
 import sys
 
-from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_spread, print_table,
-                                     ratio_columns, run_workers, time_steps)
+from tools.benchmarks.common import (add_arguments, best_of, measure, parse_acts, print_spread, print_table,
+                                     ratio_columns, run_workers)
 from tools.zoo import REPO_ROOT
 from tools.zoo.errors import run_main
 
@@ -45,32 +43,33 @@ def synthetic_batch(batch, device, seed=0):
 
 
 def worker(args):
-    """One activation in this process; prints one JSON line."""
+    """The activations of ``--worker`` in this process, stepped interleaved; prints one JSON line each."""
     from tools.zoo import config  # (first: it quiets mmengine's import-time warnings)
     import torch
     from mmengine.registry import init_default_scope
-    torch.manual_seed(0)
-    cfg = config.load_config(args.config)
-    config.apply_act(cfg, args.worker)
-    init_default_scope('mmdet')
     from mmengine.utils import import_modules_from_strings
-    import_modules_from_strings(**cfg.custom_imports)
-    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
     device = torch.device(args.device)
-    model = MODELS.build(cfg.model).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     inputs, samples = synthetic_batch(args.batch, device)
 
-    def step():
-        losses = model.loss(inputs, samples)
-        loss = sum(v if torch.is_tensor(v) else sum(v) for v in losses.values())
-        optimizer.zero_grad(set_to_none=False)
-        loss.backward()
-        optimizer.step()
+    def build(act):
+        torch.manual_seed(0)
+        cfg = config.load_config(args.config)
+        config.apply_act(cfg, act)
+        import_modules_from_strings(**cfg.custom_imports)
+        from mmdet.registry import MODELS
+        model = MODELS.build(cfg.model).to(device).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
 
-    times = time_steps(step, args.warmup, args.steps, device)
-    print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), times=times,
-                          step_mib=MemoryMeter(device).step_mib(step))))
+        def step():
+            losses = model.loss(inputs, samples)
+            loss = sum(v if torch.is_tensor(v) else sum(v) for v in losses.values())
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            optimizer.step()
+        return step, dict
+
+    measure(build, args.worker.split(','), args.warmup, args.steps, device)
 
 
 def main(argv=None):
@@ -89,9 +88,9 @@ def main(argv=None):
                           ['--config', args.config, '--batch', str(args.batch), '--steps', str(args.steps),
                            '--warmup', str(args.warmup), '--device', args.device])
     best = best_of(results, ('step_s', 'step_mib'))
-    ratios, cells = ratio_columns(best, args.baseline, COLUMNS)
+    ratios, cells = ratio_columns(results, args.baseline, COLUMNS)
     print(f'SSD300 training step, batch {args.batch}, {args.device}, {args.steps} timed steps '
-          f'(median) after {args.warmup} warm-up, best of {args.rounds} round(s); config '
+          f'(median) after {args.warmup} warm-up, interleaved, best of {args.rounds} round(s); config '
           f'{osp.relpath(args.config, REPO_ROOT)}')
     print_table(['activation', 'step ms', 'step memory (MiB)'] + ratios,
                 [[act, f'{1000 * b["step_s"]:.1f}', f'{b["step_mib"]:.0f}'] + cells[act] for act, b in best.items()])

@@ -7,10 +7,10 @@
 MMCV's ConvModule asks its activation to run in place: ReLU and SAU then overwrite the BN output and keep only
 their output for backward; an activation that keeps its input (GELU, SAU with inplace=False) keeps one more
 activation-sized tensor per layer.
-Each activation runs in its own subprocess (``common``), on the same seeded input and labels, the same config
-with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is forward + loss + backward + Adam update of the
-model as the config builds it (data loading excluded). Time: median over the timed steps, then the minimum over
-``--rounds`` interleaved subprocess runs (the least-disturbed run on a shared machine). Memory:
+The activations are stepped interleaved in one subprocess per round (``common``), on the same seeded input and
+labels, the same config with only ``act_cfg`` changed (``sau_core.act_cfg``). A step is forward + loss +
+backward + Adam update of the model as the config builds it (data loading excluded). Time: the median over the
+timed steps, the minimum over ``--rounds`` (step ms); the ratio is the median of the paired step ratios. Memory:
 ``common.MemoryMeter``'s step memory (the peak of tensor bytes one step adds: activations kept for backward,
 gradients, optimizer temporaries), and ``saved MiB``: the unique storages autograd saves for backward in one
 forward.
@@ -19,11 +19,10 @@ import argparse
 import json
 import os
 import os.path as osp
-import statistics
 import sys
 
-from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_spread, print_table,
-                                     ratio_columns, run_workers, time_steps)
+from tools.benchmarks.common import (add_arguments, best_of, measure, parse_acts, print_spread, print_table,
+                                     ratio_columns, run_workers)
 from tools.zoo import REPO_ROOT
 from tools.zoo.errors import run_main
 
@@ -47,7 +46,7 @@ def parse_act(spec):
 
 
 def worker(args):
-    """Runs in the subprocess: build, step, print one JSON line."""
+    """The activations of ``--worker`` in this process, stepped interleaved; prints one JSON line each."""
     import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -60,15 +59,7 @@ def worker(args):
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    act = parse_act(args.worker)
-    for part in ('backbone', 'decode_head', 'auxiliary_head'):
-        cfg.model[part].act_cfg = act
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim_wrapper.optimizer.lr)
     gen = torch.Generator().manual_seed(0)
     h, w = args.size
     x = torch.randn(args.batch, 3, h, w, generator=gen).to(device)
@@ -81,29 +72,41 @@ def worker(args):
         s.set_metainfo(dict(img_shape=(h, w), pad_shape=(h, w), ori_shape=(h, w)))
         samples.append(s)
 
-    def step():
-        losses = model(x, samples, mode='loss')
-        loss = sum(v for k, v in losses.items() if k.endswith('loss_ce'))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def build(spec):
+        act = parse_act(spec)
+        model_cfg = cfg.model.copy()
+        for part in ('backbone', 'decode_head', 'auxiliary_head'):
+            model_cfg[part] = dict(model_cfg[part], act_cfg=act)
+        torch.manual_seed(0)
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+        model.to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim_wrapper.optimizer.lr)
 
-    times = time_steps(step, args.warmup, args.steps, device)
-    step_mib = MemoryMeter(device).step_mib(step)
-    # Allocator-independent: the bytes autograd keeps for backward in one forward (unique storages).
-    saved = {}
+        def step():
+            losses = model(x, samples, mode='loss')
+            loss = sum(v for k, v in losses.items() if k.endswith('loss_ce'))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
-    def pack(t):
-        storage = t.untyped_storage()
-        saved[(storage.device.type, storage.data_ptr())] = storage.nbytes()
-        return t
+        def info():
+            # Allocator-independent: the bytes autograd keeps for backward in one forward (unique storages).
+            saved = {}
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        losses = model(x, samples, mode='loss')
-    del losses
-    n_act = sum(type(m).__name__ == act['type'] for m in model.modules())
-    print(json.dumps(dict(act=args.worker, step_s=statistics.median(times), step_mib=step_mib,
-                          saved_mib=sum(saved.values()) / 2**20, activations=n_act)))
+            def pack(t):
+                storage = t.untyped_storage()
+                saved[(storage.device.type, storage.data_ptr())] = storage.nbytes()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                losses = model(x, samples, mode='loss')
+            del losses
+            return dict(saved_mib=sum(saved.values()) / 2**20,
+                        activations=sum(type(m).__name__ == act['type'] for m in model.modules()))
+        return step, info
+
+    measure(build, args.worker.split(','), args.warmup, args.steps, device)
 
 
 def run(args):
@@ -112,10 +115,10 @@ def run(args):
                            '--steps', str(args.steps), '--warmup', str(args.warmup), '--threads', str(args.threads),
                            '--device', args.device])
     best = best_of(results, ('step_s', 'step_mib', 'saved_mib', 'activations'))
-    ratios, cells = ratio_columns(best, args.baseline, COLUMNS)
+    ratios, cells = ratio_columns(results, args.baseline, COLUMNS)
     print(f'config {osp.relpath(args.config, REPO_ROOT)}; batch {args.batch} x 3 x {args.size[0]} x {args.size[1]}; '
           f'device {args.device}; {args.threads} thread(s); {args.steps} timed steps after {args.warmup}, '
-          f'best of {args.rounds} runs')
+          f'interleaved, best of {args.rounds} runs')
     print_table(['activation', 'layers', 'step ms', 'step memory (MiB)', 'saved MiB'] + ratios,
                 [[act, str(b['activations']), f'{1000 * b["step_s"]:.1f}', f'{b["step_mib"]:.1f}',
                   f'{b["saved_mib"]:.1f}'] + cells[act] for act, b in best.items()])

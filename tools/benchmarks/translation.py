@@ -4,19 +4,17 @@
     python tools/benchmarks/translation.py                       # base sizes, 6+6 layers, CPU
     python tools/benchmarks/translation.py --layers 2 --steps 5  # quicker
 
-Each activation runs in its own process (``common``), alternating over --rounds: fairseq builds the model
+The activations are stepped interleaved in one process per round (``common``): fairseq builds each model
 through its own argument parser and ``TransformerModel.build_model`` with ``--user-dir translation``, and each
 step is fairseq's ``label_smoothed_cross_entropy`` forward, backward and an Adam step on a fixed random batch.
 Words/s counts target tokens, as fairseq's ``wps``. Memory: ``common.MemoryMeter``'s step memory (the peak of
 tensor bytes one step adds: activations kept for backward, gradients, Adam's temporaries). Not a test.
 """
 import argparse
-import json
-import statistics
 import sys
 
-from tools.benchmarks.common import (MemoryMeter, add_arguments, best_of, parse_acts, print_spread, print_table,
-                                     ratio_columns, run_workers, time_steps)
+from tools.benchmarks.common import (add_arguments, best_of, measure, parse_acts, print_spread, print_table,
+                                     ratio_columns, run_workers)
 from tools.zoo.errors import run_main
 
 
@@ -45,37 +43,43 @@ def build(act, layers, vocab):
     return model, task.build_criterion(cfg.criterion), dictionary
 
 
-def run_one(args):
+def worker(args):
+    """The activations of ``--worker`` in this process, stepped interleaved; prints one JSON line each."""
     import torch
 
-    torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model, criterion, dictionary = build(args.worker, args.layers, args.vocab)
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
-    bsz, length = args.sentences, args.length
-    tokens = torch.randint(dictionary.nspecial, len(dictionary), (bsz, length))
-    prev = torch.cat([torch.full((bsz, 1), dictionary.eos()), tokens[:, :-1]], 1)
-    sample = {'id': torch.arange(bsz), 'nsentences': bsz, 'ntokens': bsz * length, 'target': tokens.to(device),
-              'net_input': {'src_tokens': tokens.flip(1).to(device),
-                            'src_lengths': torch.full((bsz,), length, device=device),
-                            'prev_output_tokens': prev.to(device)}}
-    def step():
-        optimizer.zero_grad()
-        loss, _, _ = criterion(model, sample)
-        loss.backward()
-        optimizer.step()
 
-    median = statistics.median(time_steps(step, args.warmup, args.steps, device))
-    alphas = sum(1 for name, _ in model.named_parameters() if name.endswith('activation_fn.alpha'))
-    # fairseq 0.12.2's encoder layers also hold unused copies of their weights for its inference fast
-    # path (in_proj_weight, fc1_weight, ...): count only the parameters that train
-    trained = sum(p.numel() for p in model.parameters() if p.grad is not None)
-    print(json.dumps({'act': args.worker, 'step_s': median,
-                      'step_mib': MemoryMeter(device).step_mib(step), 'sau_alphas': alphas, 'params_m': trained / 1e6,
-                      'threads': torch.get_num_threads()}))
+    def build_step(act):
+        torch.manual_seed(0)
+        model, criterion, dictionary = build(act, args.layers, args.vocab)
+        model.to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
+        bsz, length = args.sentences, args.length
+        tokens = torch.randint(dictionary.nspecial, len(dictionary), (bsz, length))
+        prev = torch.cat([torch.full((bsz, 1), dictionary.eos()), tokens[:, :-1]], 1)
+        sample = {'id': torch.arange(bsz), 'nsentences': bsz, 'ntokens': bsz * length,
+                  'target': tokens.to(device),
+                  'net_input': {'src_tokens': tokens.flip(1).to(device),
+                                'src_lengths': torch.full((bsz,), length, device=device),
+                                'prev_output_tokens': prev.to(device)}}
+
+        def step():
+            optimizer.zero_grad()
+            loss, _, _ = criterion(model, sample)
+            loss.backward()
+            optimizer.step()
+
+        def info():
+            # fairseq 0.12.2's encoder layers also hold unused copies of their weights for its inference fast
+            # path (in_proj_weight, fc1_weight, ...): count only the parameters that train
+            trained = sum(p.numel() for p in model.parameters() if p.grad is not None)
+            alphas = sum(1 for name, _ in model.named_parameters() if name.endswith('activation_fn.alpha'))
+            return dict(sau_alphas=alphas, params_m=trained / 1e6, threads=torch.get_num_threads())
+        return step, info
+
+    measure(build_step, args.worker.split(','), args.warmup, args.steps, device)
 
 
 def main(argv=None):
@@ -90,19 +94,19 @@ def main(argv=None):
     add_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
-        run_one(args)
+        worker(args)
         return 0
     acts = parse_acts(args.acts)
     results = run_workers(__file__, acts, args.rounds,
                           [f'--{k}={getattr(args, k)}' for k in ('layers', 'vocab', 'sentences', 'length', 'steps',
                                                                 'warmup', 'threads', 'device')])
     best = best_of(results, ('step_s', 'step_mib'))
-    ratios, cells = ratio_columns(best, args.baseline, COLUMNS)
+    ratios, cells = ratio_columns(results, args.baseline, COLUMNS)
     first = results[acts[0]][0]
     print(f'transformer_wmt_en_de, {args.layers}+{args.layers} layers (d 512, FFN 2048, 8 heads), '
           f'{first["params_m"]:.1f}M trained parameters, batch {args.sentences}x{args.length} tokens, '
           f'vocab {args.vocab}, {args.device}, {first["threads"]} thread(s), median of {args.steps} steps, '
-          f'best of {args.rounds} round(s)')
+          f'interleaved, best of {args.rounds} round(s)')
     print_table(['activation', 'words/s', 'step ms', 'step memory (MiB)'] + ratios + ['SAU alphas'],
                 [[act, f'{args.sentences * args.length / b["step_s"]:.0f}', f'{1000 * b["step_s"]:.1f}',
                   f'{b["step_mib"]:.0f}'] + cells[act]
