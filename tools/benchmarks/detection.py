@@ -53,13 +53,20 @@ def worker(args):
     inputs, samples = synthetic_batch(args.batch, device)
 
     def build(act):
-        torch.manual_seed(0)
         cfg = config.load_config(args.config)
         config.apply_act(cfg, act)
         import_modules_from_strings(**cfg.custom_imports)
         from mmdet.registry import MODELS
-        model = MODELS.build(cfg.model).to(device).train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+        torch.manual_seed(0)  # after the imports, so that every activation's model starts from the same weights
+        model = MODELS.build(cfg.model)
+        model.init_weights()  # the config's init, as training applies it (PyTorch's default init diverges here)
+        model.to(device).train()
+        # the config's SGD at its warm-up's first learning rate, as a training run's first steps: from scratch,
+        # at the full 1e-3, SSD diverges in one step (SAU's alphas reached 1e30, leaving the in-place range)
+        sgd = cfg.optim_wrapper.optimizer
+        warmup = next(s for s in cfg.param_scheduler if s['type'] == 'LinearLR')
+        optimizer = torch.optim.SGD(model.parameters(), lr=sgd.lr * warmup['start_factor'], momentum=sgd.momentum,
+                                    weight_decay=sgd.weight_decay)
 
         def step():
             losses = model.loss(inputs, samples)

@@ -23,6 +23,7 @@ COLUMNS = [('step_s', 'time'), ('step_mib', 'step memory')]
 
 def build(act, layers, vocab):
     """fairseq's transformer_wmt_en_de (shared embeddings, ``--activation-fn act``) and its criterion."""
+    import torch
     from fairseq import options, tasks
     from fairseq.data import Dictionary
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
@@ -39,6 +40,7 @@ def build(act, layers, vocab):
             '--label-smoothing', '0.1', '--task', 'translation', '-s', 'en', '-t', 'de']
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
     task = tasks.get_task('translation')(cfg.task, dictionary, dictionary)
+    torch.manual_seed(0)  # after the imports, so that every activation's model starts from the same weights
     model = TransformerModel.build_model(cfg.model, task)
     return model, task.build_criterion(cfg.criterion), dictionary
 
@@ -52,7 +54,6 @@ def worker(args):
     device = torch.device(args.device)
 
     def build_step(act):
-        torch.manual_seed(0)
         model, criterion, dictionary = build(act, args.layers, args.vocab)
         model.to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
