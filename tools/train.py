@@ -91,18 +91,10 @@ def main(argv=None):
     return 0
 
 
-def _checkpoint_sources(node, path=''):
-    """(dotted key, value) of every string the config loads a checkpoint from: ``load_from`` and the
-    ``checkpoint``/``pretrained`` entries (``init_cfg=dict(type='Pretrained', checkpoint=...)``)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ('load_from', 'checkpoint', 'pretrained') and isinstance(value, str):
-                yield f'{path}{key}', value
-            else:
-                yield from _checkpoint_sources(value, f'{path}{key}.')
-    elif isinstance(node, (list, tuple)):
-        for i, item in enumerate(node):
-            yield from _checkpoint_sources(item, f'{path}{i}.')
+def _is_checkpoint_source(key, value):
+    """A string the config loads a checkpoint from: ``load_from`` and the ``checkpoint``/``pretrained``
+    entries (``init_cfg=dict(type='Pretrained', checkpoint=...)``)."""
+    return key in ('load_from', 'checkpoint', 'pretrained') and isinstance(value, str)
 
 
 def check_trusted_loads(cfg, resume):
@@ -112,7 +104,7 @@ def check_trusted_loads(cfg, resume):
     sources = cfg.to_dict()
     if resume is not None:
         sources.pop('load_from', None)  # replaced by the --resume checkpoint
-    for key, source in _checkpoint_sources(sources):
+    for key, _, _, source in config.config_entries(sources, _is_checkpoint_source):
         if '://' in source:
             raise InputError(f'{TRUST_FLAG} would also reach {source} ({key} in the config), a URL: it is for a '
                              'local file you vouch for, never for a download; download and check that file, '

@@ -110,23 +110,36 @@ def check_cfg_options(cfg, options):
                              f'({key}={old!r})')
 
 
+def config_entries(node, wanted, path=''):
+    """(dotted key, the dict holding it, key, value) of every entry under ``node`` (nested dicts and lists) for
+    which ``wanted(key, value)``; a wanted entry's value is not searched further."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return
+    for key, value in items:
+        dotted = f'{path}.{key}' if path else str(key)
+        if isinstance(node, dict) and wanted(key, value):
+            yield dotted, node, key, value
+        else:
+            yield from config_entries(value, wanted, dotted)
+
+
+def _is_act_cfg(key, value):
+    return key == 'act_cfg' and isinstance(value, dict)
+
+
 def replace_act_cfgs(node, new_act):
     """Replace every dict-valued ``act_cfg`` under ``node`` (dicts and lists) by a copy of ``new_act``.
 
     ``act_cfg=None`` (a layer without activation) stays None. Returns the number replaced.
     """
-    count = 0
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == 'act_cfg' and isinstance(value, dict):
-                node[key] = dict(new_act)
-                count += 1
-            else:
-                count += replace_act_cfgs(value, new_act)
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            count += replace_act_cfgs(item, new_act)
-    return count
+    found = list(config_entries(node, _is_act_cfg))
+    for _, parent, key, _ in found:
+        parent[key] = dict(new_act)
+    return len(found)
 
 
 def apply_act(cfg, name):
@@ -145,19 +158,6 @@ def apply_act(cfg, name):
     imports = cfg.setdefault('custom_imports', dict(imports=[], allow_failed_imports=False))
     if 'sau_core.mm' not in imports['imports']:  # SAU and Softplus are registered there
         imports['imports'] = list(imports['imports']) + ['sau_core.mm']
-
-
-def _act_cfgs(node, path):
-    """(dotted path, act_cfg dict) of every dict-valued ``act_cfg`` under ``node``."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == 'act_cfg' and isinstance(value, dict):
-                yield f'{path}.{key}', value
-            else:
-                yield from _act_cfgs(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, item in enumerate(node):
-            yield from _act_cfgs(item, f'{path}.{i}')
 
 
 def check_act_cfgs(cfg):
@@ -180,7 +180,7 @@ def check_act_cfgs(cfg):
     # capsys) would leave it writing to a closed stream
     with mock.patch.object(mmengine.logging, 'print_log', lambda *args, **kwargs: None), \
             MODELS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
-        for path, act in _act_cfgs(cfg.get('model'), 'model'):
+        for path, _, _, act in config_entries(cfg.get('model'), _is_act_cfg, 'model'):
             kind = act.get('type')
             if isinstance(kind, str) and registry.get(kind) is None:
                 known = ', '.join(a['type'] for a in sau_core.ACT_CFGS.values())
