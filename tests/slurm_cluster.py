@@ -205,8 +205,9 @@ class SlurmCluster:
         return self
 
     def node_state(self):
-        proc = subprocess.run(['sinfo', '-h', '-N', '-n', self.node, '-o', '%T'], env=self.env,
-                              capture_output=True, text=True, timeout=30)
+        # one partition: sinfo -N lists the node once per partition (the test cluster has two)
+        proc = subprocess.run(['sinfo', '-h', '-N', '-n', self.node, '-p', self.partition, '-o', '%T'],
+                              env=self.env, capture_output=True, text=True, timeout=30)
         return proc.stdout.strip().lower() if proc.returncode == 0 else ''
 
     def wait_node_state(self, state, timeout=60):

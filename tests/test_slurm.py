@@ -68,8 +68,8 @@ def test_the_cluster_runs_two_srun_tasks_and_has_no_accounting(cluster):
                            '$SLURM_JOB_NODELIST'], env=cluster.env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.split('\n')[:2]) == [f'0 2 0 {cluster.node}', f'1 2 1 {cluster.node}']
-    cpus = subprocess.run(['sinfo', '-h', '-N', '-o', '%c'], env=cluster.env, capture_output=True,
-                          text=True).stdout.split()
+    cpus = subprocess.run(['sinfo', '-h', '-N', '-p', cluster.partition, '-o', '%c'], env=cluster.env,
+                          capture_output=True, text=True).stdout.split()
     assert cpus == [str(os.cpu_count())]
     assert not zs.sacct_available()  # state must come from squeue/scontrol and the markers
     assert cluster.start_seconds < 30
