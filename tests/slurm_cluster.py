@@ -107,7 +107,7 @@ PlugStackConfig={root}/plugstack.conf
 NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
 # preemption as clusters with a scavenger queue have it: a job of the higher tier (the urgent partition) that
 # needs the CPUs of running jobs of the lower tier requeues them; they get their --signal (USR2) at once and
-# GraceTime to save before SIGTERM/SIGKILL (Slurm 23.02+ spells the option PreemptParameters=send_user_signal)
+# GraceTime to save before SIGTERM/SIGKILL (preempt_send_user_signal: Slurm 22.05's name for that option)
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 SlurmctldParameters=preempt_send_user_signal
