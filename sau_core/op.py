@@ -235,17 +235,20 @@ def _inplace_blocker(x, alpha, zero_centred, alpha_key=None):
     return low, high, alpha_min, alpha_max
 
 
+# autograd's private view bookkeeping, looked up once (not on every call); None where torch lacks it
+_CREATION_META = getattr(torch._C._autograd, '_get_creation_meta', None)
+
+
 def _view_autograd_lets_overwrite(view):
     """A view that requires grad may be overwritten when a plain view op made it (``view``, ``reshape``,
     slicing, ``transpose``: Linear's output for a 3-d input is one) from a base that is not a leaf: autograd
     then rebases the base's history (CopySlices). Views of a leaf, views from ``chunk``/``split``/``unbind`` and
     views made under ``no_grad`` it refuses, but only once the kernel has written. The check reads autograd's
     private ``CreationMeta``; without it, no view is overwritten."""
-    creation_meta = getattr(torch._C._autograd, '_get_creation_meta', None)
-    if creation_meta is None:
+    if _CREATION_META is None:
         return False
     base = view._base
-    return creation_meta(view) == torch._C._autograd.CreationMeta.DEFAULT and not (base.is_leaf and base.requires_grad)
+    return _CREATION_META(view) == torch._C._autograd.CreationMeta.DEFAULT and not (base.is_leaf and base.requires_grad)
 
 
 _BOUNDS = {}
