@@ -4,7 +4,10 @@ and its independence of ``--nproc``, the tiny corpus's outputs unchanged, and th
 Fast: fractions of the generators, small corpora; the measured figures at scale are in the task READMEs
 (``tools/benchmarks/data.py``).
 """
+import collections
+import copy
 import hashlib
+import io
 import json
 import sys
 import tarfile
@@ -108,6 +111,34 @@ def test_tiny_corpus_prepares_to_the_same_bytes_as_before_with_all_processes(tmp
     make_tiny_en_de.make_corpus(tmp_path / 'raw', n_train=3000, n_valid=100, n_test=100, seed=3)
     wmt.prepare(tmp_path / 'out', tmp_path / 'raw', bpe_tokens=1000, workers=2, download=False)
     assert {f: _sha(tmp_path / 'out' / f) for f in REFERENCE} == REFERENCE
+
+
+def test_the_faster_merge_loop_learns_subword_nmts_own_codes(tmp_path):
+    """learn_bpe's patched merge loop against unpatched subword-nmt over the joint text, on a corpus whose late
+    merges tie (counts of 2 and 3), and subword-nmt's module restored afterwards."""
+    import subword_nmt.learn_bpe as module
+
+    make_tiny_en_de.make_corpus(tmp_path / 'raw', n_train=600, n_valid=10, n_test=10, seed=5)
+    files = [tmp_path / 'raw' / f'train.{lang}' for lang in ('de', 'en')]
+    wmt.learn_bpe(files, tmp_path / 'code', 2000)
+    joint = io.StringIO(''.join(f.read_text(encoding='utf-8') for f in files))
+    plain = io.StringIO()
+    module.learn_bpe(joint, plain, 2000)
+    codes = (tmp_path / 'code').read_text(encoding='utf-8')
+    assert codes == plain.getvalue() and codes.count('\n') > 1000
+    assert 'max' not in vars(module) and module.copy is copy
+
+
+def test_next_merge_is_subword_nmts_max_with_ties():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        stats = collections.defaultdict(int)
+        for _ in range(int(rng.integers(1, 60))):
+            stats[str(rng.integers(0, 9)), str(rng.integers(0, 9)) + '</w>'] = int(rng.integers(-3, 4))
+        assert wmt._next_merge(stats, key=lambda x: (stats[x], x)) == max(stats, key=lambda x: (stats[x], x))
+    assert wmt._next_merge(stats.values()) == max(stats.values())
+    copied = wmt._copy_counts(stats)
+    assert copied == stats and copied is not stats and copied.default_factory is int
 
 
 def test_messy_corpus_gives_the_same_files_with_one_or_two_processes(tmp_path):
