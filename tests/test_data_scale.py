@@ -190,3 +190,19 @@ def test_measure_reports_the_peak_of_the_process_tree():
     assert r['rc'] == 0 and r['seconds'] >= 0.5
     assert 150 <= r['peak_rss_mib'] < 400  # the largest single process: one worker's 150 MiB
     assert r['tree_rss_mib'] >= 300  # both workers at once, sampled
+
+
+def test_fairseq_batch_rate_times_the_epoch_or_the_first_batches(tmp_path, capsys):
+    from tools.benchmarks import data
+
+    make_tiny_en_de.make_corpus(tmp_path / 'raw', n_train=400, n_valid=20, n_test=20, seed=2)
+    wmt.prepare(tmp_path / 'out', tmp_path / 'raw', bpe_tokens=300, workers=1, download=False)
+    rates = []
+    for limit in ('0', '2'):
+        capsys.readouterr()
+        data.main(['loaders', '--wmt-bin', str(tmp_path / 'out' / 'bin'), '--max-tokens', '256',
+                   '--wmt-batches', limit])
+        rates.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    epoch, first = rates
+    assert epoch['batches'] > 2 and first['batches'] == 2
+    assert epoch['tokens'] > first['tokens'] > 0 and first['tokens_per_s'] > 0

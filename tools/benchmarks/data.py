@@ -14,6 +14,7 @@ workers share pages). ``--json FILE`` appends one JSON object per measurement. T
 training pipeline and ``num_workers`` (``--workers`` to override) and report images (or tokens) per second.
 """
 import argparse
+import itertools
 import json
 import os
 import os.path as osp
@@ -213,7 +214,7 @@ def _fairseq_tokens(args):
     setup = time.perf_counter() - start
     tokens, batches = 0, 0
     start, cpu0 = time.perf_counter(), time.process_time()
-    for batch in itr:
+    for batch in itertools.islice(itr, args.wmt_batches or None):
         tokens += int(batch['ntokens'])
         batches += 1
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
@@ -247,7 +248,8 @@ def bench_loaders(args):
         results.append(r)
     if args.wmt_bin:
         cmd = [PY, '-m', 'tools.benchmarks.data', '_tokens', '--wmt-bin', args.wmt_bin, '--max-tokens',
-               args.max_tokens] + (['--workers', args.workers] if args.workers is not None else [])
+               args.max_tokens, '--wmt-batches', args.wmt_batches] + \
+            (['--workers', args.workers] if args.workers is not None else [])
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=REPO_ROOT)
         if proc.returncode:
             raise InputError('fairseq batches failed', details=proc.stderr[-3000:])
@@ -281,6 +283,8 @@ def main(argv=None):
         p.add_argument('--warmup', type=int, default=3)
         p.add_argument('--workers', type=int, help="override the config's num_workers")
         p.add_argument('--max-tokens', type=int, default=4096)
+        p.add_argument('--wmt-batches', type=int, default=0,
+                       help="fairseq: batches to time (default 0: the whole epoch)")
         p.add_argument('--batch-size', type=int, help="override the config's batch size")
         p.add_argument('--seg-batches', type=int, default=4, help='U-Net: batches to time (default 4)')
         p.add_argument('--seg-batch-size', type=int, help="U-Net: batch size (the config's 32 by default)")
