@@ -43,7 +43,9 @@ fi
 pip install -q -r requirements/mm.txt -r requirements/test.txt
 
 echo "== fairseq 0.12.2 (official sdist + tools/env/fairseq-0.12.2-sau-zoo.patch)"
-if ! "$PY" -c 'import fairseq, importlib.metadata as m; assert "sauzoo" in m.version("fairseq")' 2>/dev/null; then
+# the installed build must carry the current patch (its label holds the patch's sha256), or it is rebuilt
+patch_label=$(sha256sum tools/env/fairseq-0.12.2-sau-zoo.patch | cut -c1-8)
+if ! "$PY" -c "import fairseq, importlib.metadata as m; assert 'sauzoo.$patch_label' in m.version('fairseq')" 2>/dev/null; then
   wheel=$("$PY" tools/env/build_wheel.py fairseq "$CACHE/wheels" | tail -n 1)
   pip install -q --no-deps "$wheel"
 fi
