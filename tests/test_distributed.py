@@ -189,6 +189,16 @@ def test_detection_trains_on_two_processes_with_identical_replicas(tmp_path):
     assert proc.stdout.count('train done: last validation pascal_voc/mAP') == 1
 
 
+def test_the_process_group_is_closed_after_training(tmp_path):
+    from tools.zoo import dist as zoo_dist
+
+    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    assert torch.distributed.is_initialized()
+    zoo_dist.close_process_group()
+    assert not torch.distributed.is_initialized()
+    zoo_dist.close_process_group()  # without a group: nothing to do
+
+
 def test_launcher_errors_are_one_line(tmp_path, monkeypatch, capsys):
     from tools import train
     from tools.data import make_tiny_cityscapes

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import time
@@ -347,6 +348,14 @@ def test_resources_and_time_formats():
     assert zs.Resources(time='60').signal_delay_s == 300
 
 
+def test_job_script_without_srun_says_where_to_run_it(tmp_path, monkeypatch):
+    real_which = shutil.which
+    monkeypatch.setattr(zs.shutil, 'which', lambda name: None if name == 'srun' else real_which(name))
+    with pytest.raises(zs.SlurmError, match='srun not found: .* login node'):
+        zs.job_script(str(tmp_path / 'submitit'), zs.Resources(), 'sau-seg', 2)
+
+
+@needs_slurm
 def test_job_script_is_one_array_with_the_resources(tmp_path):
     r = zs.Resources(partition='gpu', gpus_per_run=2, cpus_per_task=6, mem='32G', time='12:00:00',
                      max_parallel=3, sbatch={'account': 'proj'})

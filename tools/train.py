@@ -88,6 +88,7 @@ def main(argv=None):
         runner.train()
     if runner.rank == 0:
         print(train_summary(runner, cfg), flush=True)
+    dist.close_process_group()
     return 0
 
 

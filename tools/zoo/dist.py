@@ -80,6 +80,15 @@ def check_amp(amp):
                                'on CUDA only); on CPU train without it')
 
 
+def close_process_group():
+    """Destroy the default process group before the interpreter exits, as torch asks: a finished 2-process
+    CPU run once aborted in the interpreter's teardown (``terminate called without an active exception``,
+    exit -6) with its gloo group still alive."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def setup_cpu_distributed(cfg, launcher):
     """MMEngine configs, ``--launcher pytorch`` or ``slurm`` without a GPU: a gloo process group (``env://``:
     torchrun's variables, or srun's through ``slurm_env``), DDP without device ids.

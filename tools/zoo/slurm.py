@@ -448,6 +448,9 @@ def make_executor(folder, resources, job_name):
 
 def job_script(folder, resources, job_name, n_runs):
     """The sbatch script the array is submitted with (``--dry-run`` prints it)."""
+    if shutil.which('srun') is None:  # submitit's SlurmExecutor refuses to exist without it
+        raise SlurmError('srun not found: the job script is rendered by submitit, which needs Slurm on PATH; '
+                         'run --dry-run on a Slurm login node (or use --launcher local)')
     import submitit
     from submitit.slurm.slurm import _make_sbatch_string
     executor = make_executor(folder, resources, job_name)
