@@ -118,10 +118,12 @@ inline Vectorized<Acc> leaky_inverse(const Vectorized<Acc>& y, const Vectorized<
   return Vectorized<Acc>::blendv(y * inv_a, y, y > Vectorized<Acc>(Acc(0)));
 }
 
-// x from y and its Leaky-ReLU inverse x0: x0 where it is out of the band, Halley's steps from x0 in it.
+// x from y and its Leaky-ReLU inverse x0: x0 where it is out of the band, Halley's steps from x0 in it. Out of
+// line: only the band's vectors reach it (the timings in tools/benchmarks/README.md are of this build; inlined,
+// the effect was not measured separately).
 template <typename Acc>
-__attribute__((noinline)) Vectorized<Acc> invert(const Vectorized<Acc>& y, const Vectorized<Acc>& x0, const Vectorized<Acc>& a,
-                              const Constants<Acc>& k) {
+__attribute__((noinline)) Vectorized<Acc> invert(const Vectorized<Acc>& y, const Vectorized<Acc>& x0,
+                                                 const Vectorized<Acc>& a, const Constants<Acc>& k) {
   using Vec = Vectorized<Acc>;
   const Vec in_band = (x0 * k.n).abs() < Vec(Acc(kInvertBand));
   if (in_band.zero_mask() == (1 << Vec::size()) - 1) return x0;  // no lane in the band
