@@ -363,7 +363,7 @@ def test_fairseq_patch_applies_exactly_once(tmp_path):
 
     patch = build.RECIPES['fairseq'].patch('fairseq')
     edits = build.parse_patch(patch.read_text())
-    assert sorted(edits) == ['fairseq/checkpoint_utils.py', 'fairseq/dataclass/configs.py',
+    assert sorted(edits) == ['fairseq/binarizer.py', 'fairseq/checkpoint_utils.py', 'fairseq/dataclass/configs.py',
                              'fairseq/dataclass/initialize.py', 'fairseq/models/transformer/transformer_config.py',
                              'fairseq/modules/transformer_layer.py', 'fairseq/utils.py', 'setup.py']
     assert all(old != new for hunks in edits.values() for old, new in hunks)
@@ -377,6 +377,8 @@ def test_fairseq_patch_applies_exactly_once(tmp_path):
     src = tmp_path / 'fairseq-0.12.2'
     assert build.apply_patch(src, patch) == sum(len(h) for h in edits.values())
     assert 'weights_only=False' in (src / 'fairseq' / 'checkpoint_utils.py').read_text()
+    binarizer = (src / 'fairseq' / 'binarizer.py').read_text()  # the pool joined after the main chunk
+    assert binarizer.index('final_ds, summ = cls._binarize_file_chunk(') < binarizer.index('pool.join()')
     with pytest.raises(SystemExit, match='matches 0 times'):  # a second application fails loudly
         build.apply_patch(src, patch)
 
