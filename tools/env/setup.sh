@@ -43,9 +43,10 @@ fi
 pip install -q -r requirements/mm.txt -r requirements/test.txt
 
 echo "== fairseq 0.12.2 (official sdist + tools/env/fairseq-0.12.2-sau-zoo.patch)"
-# the installed build must carry the current patch (its label holds the patch's sha256), or it is rebuilt
-patch_label=$(sha256sum tools/env/fairseq-0.12.2-sau-zoo.patch | cut -c1-8)
-if ! "$PY" -c "import fairseq, importlib.metadata as m; assert 'sauzoo.$patch_label' in m.version('fairseq')" 2>/dev/null; then
+# the installed build must be the one build_wheel.py would make now (its label: the patch's sha256, numpy), or
+# it is rebuilt
+if ! "$PY" -c 'import fairseq, importlib.metadata as m; from tools.env.build_wheel import RECIPES, local_version
+assert m.version("fairseq") == "0.12.2+" + local_version("fairseq", RECIPES["fairseq"])' 2>/dev/null; then
   wheel=$("$PY" tools/env/build_wheel.py fairseq "$CACHE/wheels" | tail -n 1)
   pip install -q --no-deps "$wheel"
 fi
